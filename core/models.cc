@@ -96,13 +96,13 @@ torch::jit::Module MakeResidualCnn(const CompilationUnitPtr& unit) {
   model.register_module("bn1", MakeScriptBatchNorm2d(unit, 32));
   model.register_module("layer1", MakeBasicBlock(unit, 32, 32, /*stride=*/1));
   model.register_module("layer2", MakeBasicBlock(unit, 32, 64, /*stride=*/2));
-  model.register_module("fc", MakeScriptLinear(unit, 64, 10, /*bias=*/true));
+  model.register_module("fc", MakeScriptLinear(unit, 64 * 7 * 7, 10, /*bias=*/true));
   model.define(R"(
 def forward(self, x: Tensor) -> Tensor:
     x = torch.relu(self.bn1.forward(self.conv1.forward(x)))
     x = self.layer1.forward(x)
     x = self.layer2.forward(x)
-    x = torch.adaptive_avg_pool2d(x, [1, 1])
+    x = torch.avg_pool2d(x, [2, 2])
     x = torch.flatten(x, 1)
     return self.fc.forward(x)
 )");

