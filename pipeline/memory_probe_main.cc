@@ -52,8 +52,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(model.status().message()).c_str());
     return 1;
   }
-  model->eval();
-  for (int i = 0; i < absl::GetFlag(FLAGS_runs); ++i) model->forward({input});
+  try {
+    model->eval();
+    for (int i = 0; i < absl::GetFlag(FLAGS_runs); ++i) model->forward({input});
+  } catch (const c10::Error& error) {
+    std::fprintf(stderr, "running the model failed: %s\n", error.what_without_backtrace());
+    return 1;
+  }
   std::printf("peak_resident_bytes %lld\n", static_cast<long long>(polaris::PeakResidentBytes()));
   return 0;
 }
