@@ -79,16 +79,46 @@ void AppendUnique(std::vector<T>& to, const std::vector<T>& from) {
 // Operators whose output has the same channels as their first input, element by element.
 const absl::flat_hash_set<std::string>& PassThroughOperators() {
   static const auto* operators = new absl::flat_hash_set<std::string>{
-      "aten::relu",        "aten::relu_",         "aten::relu6",        "aten::sigmoid",
-      "aten::sigmoid_",    "aten::tanh",          "aten::tanh_",        "aten::gelu",
-      "aten::silu",        "aten::silu_",         "aten::elu",          "aten::elu_",
-      "aten::leaky_relu",  "aten::leaky_relu_",   "aten::hardtanh",     "aten::hardtanh_",
-      "aten::hardswish",   "aten::hardswish_",    "aten::hardsigmoid",  "aten::hardsigmoid_",
-      "aten::mish",        "aten::softplus",      "aten::dropout",      "aten::dropout_",
-      "aten::feature_dropout", "aten::alpha_dropout", "aten::contiguous", "aten::clone",
-      "aten::detach",      "aten::clamp",         "aten::clamp_",       "aten::clamp_min",
-      "aten::clamp_min_",  "aten::clamp_max",     "aten::clamp_max_",   "aten::neg",
-      "aten::abs",         "aten::exp",           "aten::square",       "aten::sqrt",
+      "aten::relu",
+      "aten::relu_",
+      "aten::relu6",
+      "aten::sigmoid",
+      "aten::sigmoid_",
+      "aten::tanh",
+      "aten::tanh_",
+      "aten::gelu",
+      "aten::silu",
+      "aten::silu_",
+      "aten::elu",
+      "aten::elu_",
+      "aten::leaky_relu",
+      "aten::leaky_relu_",
+      "aten::hardtanh",
+      "aten::hardtanh_",
+      "aten::hardswish",
+      "aten::hardswish_",
+      "aten::hardsigmoid",
+      "aten::hardsigmoid_",
+      "aten::mish",
+      "aten::softplus",
+      "aten::dropout",
+      "aten::dropout_",
+      "aten::feature_dropout",
+      "aten::alpha_dropout",
+      "aten::contiguous",
+      "aten::clone",
+      "aten::detach",
+      "aten::clamp",
+      "aten::clamp_",
+      "aten::clamp_min",
+      "aten::clamp_min_",
+      "aten::clamp_max",
+      "aten::clamp_max_",
+      "aten::neg",
+      "aten::abs",
+      "aten::exp",
+      "aten::square",
+      "aten::sqrt",
   };
   return *operators;
 }
@@ -96,8 +126,10 @@ const absl::flat_hash_set<std::string>& PassThroughOperators() {
 // Pooling over the spatial dimensions of [N, C, H, W]; channels pass through.
 const absl::flat_hash_set<std::string>& PoolingOperators() {
   static const auto* operators = new absl::flat_hash_set<std::string>{
-      "aten::max_pool2d",          "aten::avg_pool2d",
-      "aten::adaptive_avg_pool2d", "aten::adaptive_max_pool2d",
+      "aten::max_pool2d",
+      "aten::avg_pool2d",
+      "aten::adaptive_avg_pool2d",
+      "aten::adaptive_max_pool2d",
       "aten::max_pool2d_with_indices",
   };
   return *operators;
@@ -115,8 +147,13 @@ const absl::flat_hash_set<std::string>& ElementwiseBinaryOperators() {
 // Operators that read only a tensor's rank, dtype or device, which pruning does not change.
 const absl::flat_hash_set<std::string>& MetadataOperators() {
   static const auto* operators = new absl::flat_hash_set<std::string>{
-      "aten::dim", "prim::dtype", "prim::device", "aten::__is__", "aten::__isnot__",
-      "prim::is_cuda", "aten::is_floating_point",
+      "aten::dim",
+      "prim::dtype",
+      "prim::device",
+      "aten::__is__",
+      "aten::__isnot__",
+      "prim::is_cuda",
+      "aten::is_floating_point",
   };
   return *operators;
 }
@@ -138,7 +175,8 @@ class ChannelTracer {
       states_[graph_->inputs()[1]] = ChannelState{input_space, 1, 1};
     }
     for (Node* node : graph_->nodes()) HandleNode(node);
-    for (const Value* output : graph_->outputs()) BlockValue(output, "its channels reach the model's output");
+    for (const Value* output : graph_->outputs())
+      BlockValue(output, "its channels reach the model's output");
     CheckNestedUses();
     UnionSharedTensors();
   }
@@ -266,8 +304,8 @@ class ChannelTracer {
       BlockInputs(node, absl::StrCat("it is collected into a list used by ",
                                      absl::StrJoin(users, ", "), " (for example concatenation)"));
     } else {
-      BlockInputs(node, absl::StrCat("it is used by ", kind,
-                                     ", which channel pruning cannot follow"));
+      BlockInputs(node,
+                  absl::StrCat("it is used by ", kind, ", which channel pruning cannot follow"));
     }
   }
 
@@ -334,14 +372,13 @@ class ChannelTracer {
       fixed_reason = absl::StrCat("'", LayerName(weight_path),
                                   "' is a transposed convolution, which is not supported");
     } else if (groups != 1) {
-      fixed_reason = groups < 0
-                         ? absl::StrCat("'", LayerName(weight_path),
-                                        "' has a groups argument that is not constant")
-                         : absl::StrCat("'", LayerName(weight_path),
-                                        "' is a grouped convolution (groups=", groups, ")");
+      fixed_reason = groups < 0 ? absl::StrCat("'", LayerName(weight_path),
+                                               "' has a groups argument that is not constant")
+                                : absl::StrCat("'", LayerName(weight_path),
+                                               "' is a grouped convolution (groups=", groups, ")");
     } else if (bias_unnamed) {
-      fixed_reason = absl::StrCat("the bias of '", LayerName(weight_path),
-                                  "' is not a module attribute");
+      fixed_reason =
+          absl::StrCat("the bias of '", LayerName(weight_path), "' is not a module attribute");
     }
     if (!fixed_reason.empty()) {
       Block(output_space, fixed_reason);
@@ -474,11 +511,11 @@ class ChannelTracer {
     const ChannelState tracked = left_state != nullptr ? *left_state : *right_state;
     const Value* tracked_value = left_state != nullptr ? left : right;
     const Value* other = left_state != nullptr ? right : left;
-    if ((IsTensor(other) &&
-         !BroadcastsOverChannels(other, RankOf(tracked_value), tracked.dim)) ||
+    if ((IsTensor(other) && !BroadcastsOverChannels(other, RankOf(tracked_value), tracked.dim)) ||
         RankOf(node->output()) != RankOf(tracked_value)) {
-      Block(tracked.space, absl::StrCat(kind, " combines it with a tensor whose channels do not "
-                                              "come from a prunable layer"));
+      Block(tracked.space, absl::StrCat(kind,
+                                        " combines it with a tensor whose channels do not "
+                                        "come from a prunable layer"));
     }
     SetState(node->output(), tracked);
   }
@@ -520,9 +557,10 @@ class ChannelTracer {
     const ChannelState copy = *state;
     std::optional<std::vector<int64_t>> in_shape = ShapeOf(node->input(0));
     std::optional<std::vector<int64_t>> out_shape = ShapeOf(node->output());
-    const std::string reason = absl::StrCat(
-        KindName(node), " reshapes it in a way the analysis cannot follow (only flattening "
-                        "from the channel dimension with -1 is supported)");
+    const std::string reason =
+        absl::StrCat(KindName(node),
+                     " reshapes it in a way the analysis cannot follow (only flattening "
+                     "from the channel dimension with -1 is supported)");
     if (!in_shape || !out_shape || static_cast<int64_t>(out_shape->size()) != copy.dim + 1) {
       Block(copy.space, reason);
       return;
@@ -555,8 +593,8 @@ class ChannelTracer {
     const std::string reason =
         absl::StrCat(KindName(node), " reduces it in a way the analysis cannot follow");
     const int64_t rank = RankOf(node->input(0));
-    std::vector<int64_t> dims = node->inputs().size() > 1 ? ConstantIntList(node, 1)
-                                                          : std::vector<int64_t>{};
+    std::vector<int64_t> dims =
+        node->inputs().size() > 1 ? ConstantIntList(node, 1) : std::vector<int64_t>{};
     std::optional<c10::IValue> keepdim = ConstantInput(node, 2);
     if (dims.empty() || rank < 0 || copy.block != 1 || !keepdim || !keepdim->isBool()) {
       Block(copy.space, reason);
@@ -603,8 +641,8 @@ class ChannelTracer {
       for (const torch::jit::Use& use : value->uses()) {
         if (use.user->owningBlock() == graph_->block()) continue;
         if (IsMetadataUse(use, state)) continue;
-        Block(state.space, absl::StrCat("it is used by ", KindName(use.user),
-                                        " inside control flow"));
+        Block(state.space,
+              absl::StrCat("it is used by ", KindName(use.user), " inside control flow"));
       }
     }
   }
@@ -658,8 +696,7 @@ class ChannelTracer {
       if (channels != group.channels) {
         AppendUnique(group.reasons,
                      {absl::StrCat("'", slice.path, "' has ", channels, " channels where '",
-                                   group.producer_tensors.front().path, "' has ",
-                                   group.channels)});
+                                   group.producer_tensors.front().path, "' has ", group.channels)});
       }
     }
   }
@@ -723,8 +760,7 @@ absl::StatusOr<std::unordered_map<const Value*, std::vector<int64_t>>> ProbeShap
   torch::jit::GraphFunction probe("polaris_channel_probe", probe_graph, nullptr);
   at::NoGradGuard no_grad;
   torch::jit::Stack stack{model._ivalue(), example_input};
-  absl::Status run = CallTorch("running the model on the example input",
-                               [&] { probe.run(stack); });
+  absl::Status run = CallTorch("running the model on the example input", [&] { probe.run(stack); });
   if (!run.ok()) return absl::InvalidArgumentError(run.message());
 
   std::unordered_map<const Value*, std::vector<int64_t>> shapes;
@@ -741,24 +777,21 @@ absl::StatusOr<std::unordered_map<const Value*, std::vector<int64_t>>> ProbeShap
 absl::StatusOr<ChannelDependencies> AnalyzeChannelDependencies(const torch::jit::Module& model,
                                                                const at::Tensor& example_input) {
   POLARIS_ASSIGN_OR_RETURN(torch::jit::Module copy, CloneModel(model));
-  return CallTorch("analyzing channel dependencies",
-                   [&]() -> absl::StatusOr<ChannelDependencies> {
-                     copy.eval();
-                     std::shared_ptr<Graph> graph = InlinedForwardGraph(copy);
-                     FoldTrainingFlag(graph);
-                     POLARIS_ASSIGN_OR_RETURN(auto shapes,
-                                              ProbeShapes(copy, *graph, example_input));
-                     ChannelTracer tracer(graph, std::move(shapes), copy);
-                     tracer.Trace();
-                     return tracer.Groups();
-                   });
+  return CallTorch("analyzing channel dependencies", [&]() -> absl::StatusOr<ChannelDependencies> {
+    copy.eval();
+    std::shared_ptr<Graph> graph = InlinedForwardGraph(copy);
+    FoldTrainingFlag(graph);
+    POLARIS_ASSIGN_OR_RETURN(auto shapes, ProbeShapes(copy, *graph, example_input));
+    ChannelTracer tracer(graph, std::move(shapes), copy);
+    tracer.Trace();
+    return tracer.Groups();
+  });
 }
 
 const ChannelGroup* FindGroupByProducer(const ChannelDependencies& dependencies,
                                         const std::string& layer) {
   for (const ChannelGroup& group : dependencies.groups) {
-    if (std::find(group.producers.begin(), group.producers.end(), layer) !=
-        group.producers.end()) {
+    if (std::find(group.producers.begin(), group.producers.end(), layer) != group.producers.end()) {
       return &group;
     }
   }

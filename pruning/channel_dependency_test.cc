@@ -97,7 +97,8 @@ TEST(AnalyzeChannelDependencies, MlpHiddenLayerIsPrunable) {
   EXPECT_EQ(hidden.channels, 256);
   EXPECT_THAT(hidden.consumers, ElementsAre("fc2"));
   // The input features of fc1 are the model's input pixels and are never pruned.
-  for (const ChannelTensorSlice& slice : hidden.consumer_tensors) EXPECT_NE(slice.path, "fc1.weight");
+  for (const ChannelTensorSlice& slice : hidden.consumer_tensors)
+    EXPECT_NE(slice.path, "fc1.weight");
 }
 
 TEST(AnalyzeChannelDependencies, ConcatenationIsFixed) {
@@ -122,9 +123,8 @@ TEST(AnalyzeChannelDependencies, GroupedConvolutionIsFixed) {
   auto unit = std::make_shared<torch::jit::CompilationUnit>();
   torch::jit::Module model = MakeScriptModule(unit, "Depthwise");
   model.register_module("a", MakeScriptConv2d(unit, {.in_channels = 1, .out_channels = 4}));
-  model.register_module("dw", MakeScriptConv2d(unit, {.in_channels = 4,
-                                                       .out_channels = 4,
-                                                       .groups = 4}));
+  model.register_module("dw",
+                        MakeScriptConv2d(unit, {.in_channels = 4, .out_channels = 4, .groups = 4}));
   model.register_module("c", MakeScriptConv2d(unit, {.in_channels = 4, .out_channels = 2}));
   model.define(R"(
 def forward(self, x: Tensor) -> Tensor:
@@ -176,10 +176,10 @@ def forward(self, x: Tensor) -> Tensor:
 TEST(AnalyzeChannelDependencies, LayerCalledTwiceJoinsItsGroups) {
   auto unit = std::make_shared<torch::jit::CompilationUnit>();
   torch::jit::Module model = MakeScriptModule(unit, "Shared");
-  model.register_module("a", MakeScriptConv2d(unit, {.in_channels = 1, .out_channels = 6,
-                                                      .padding = 1}));
-  model.register_module("shared", MakeScriptConv2d(unit, {.in_channels = 6, .out_channels = 6,
-                                                           .padding = 1}));
+  model.register_module(
+      "a", MakeScriptConv2d(unit, {.in_channels = 1, .out_channels = 6, .padding = 1}));
+  model.register_module(
+      "shared", MakeScriptConv2d(unit, {.in_channels = 6, .out_channels = 6, .padding = 1}));
   model.register_module("head", MakeScriptLinear(unit, 6, 3, true));
   model.define(R"(
 def forward(self, x: Tensor) -> Tensor:

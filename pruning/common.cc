@@ -20,13 +20,12 @@ absl::Status ValidateFraction(double value, absl::string_view what) {
 }
 
 absl::Status ValidateLayerNames(const std::vector<std::string>& layers,
-                                const std::vector<std::string>& known,
-                                absl::string_view option) {
+                                const std::vector<std::string>& known, absl::string_view option) {
   for (const std::string& layer : layers) {
     if (std::find(known.begin(), known.end(), layer) != known.end()) continue;
-    return absl::NotFoundError(absl::StrCat("layer '", layer, "' in ", option,
-                                            " is not a prunable layer of the model; use one of: ",
-                                            absl::StrJoin(known, ", ")));
+    return absl::NotFoundError(absl::StrCat(
+        "layer '", layer, "' in ", option,
+        " is not a prunable layer of the model; use one of: ", absl::StrJoin(known, ", ")));
   }
   return absl::OkStatus();
 }

@@ -31,8 +31,7 @@ absl::Status ValidateFraction(double value, absl::string_view what);
 // Returns kNotFound when an entry of `layers` is not in `known`, naming the option, the layer
 // and the known layers.
 absl::Status ValidateLayerNames(const std::vector<std::string>& layers,
-                                const std::vector<std::string>& known,
-                                absl::string_view option);
+                                const std::vector<std::string>& known, absl::string_view option);
 
 // Returns the keys of a per-layer option map, in order.
 template <typename T>

@@ -33,23 +33,23 @@ absl::Status ValidateOptions(const StructuredPruningOptions& options) {
   }
   for (const auto& [layer, channels] : options.layer_channels) {
     if (channels < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layer_channels['", layer, "'] is ", channels,
-          "; a layer must keep at least one channel, so use 1 or more"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer_channels['", layer, "'] is ", channels,
+                       "; a layer must keep at least one channel, so use 1 or more"));
     }
   }
   if (options.min_channels < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "min_channels must be at least 1, got ", options.min_channels));
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_channels must be at least 1, got ", options.min_channels));
   }
   if (options.channel_multiple < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "channel_multiple must be at least 1, got ", options.channel_multiple));
+    return absl::InvalidArgumentError(
+        absl::StrCat("channel_multiple must be at least 1, got ", options.channel_multiple));
   }
   if (options.importance_examples < 1 || options.importance_batch_size < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "importance_examples and importance_batch_size must be at least 1, got ",
-        options.importance_examples, " and ", options.importance_batch_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("importance_examples and importance_batch_size must be at least 1, got ",
+                     options.importance_examples, " and ", options.importance_batch_size));
   }
   return absl::OkStatus();
 }
@@ -93,58 +93,59 @@ absl::StatusOr<std::vector<at::Tensor>> TaylorScores(const torch::jit::Module& m
                                                      const StructuredPruningOptions& options) {
   POLARIS_ASSIGN_OR_RETURN(torch::jit::Module copy, CloneModel(model));
   const LabeledData subset = RandomSubset(data, options.importance_examples, options.seed);
-  return CallTorch("measuring Taylor channel importance",
-                   [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
-    // Eval mode: BatchNorm uses its running statistics (as the deployed model does) and
-    // does not update them.
-    copy.eval();
-    for (at::Tensor parameter : copy.parameters()) parameter.set_requires_grad(true);
+  return CallTorch(
+      "measuring Taylor channel importance", [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
+        // Eval mode: BatchNorm uses its running statistics (as the deployed model does) and
+        // does not update them.
+        copy.eval();
+        for (at::Tensor parameter : copy.parameters()) parameter.set_requires_grad(true);
 
-    std::vector<std::vector<at::Tensor>> group_parameters(dependencies.groups.size());
-    std::vector<at::Tensor> scores(dependencies.groups.size());
-    for (size_t g = 0; g < dependencies.groups.size(); ++g) {
-      const ChannelGroup& group = dependencies.groups[g];
-      if (!group.prunable) continue;
-      scores[g] = at::zeros({group.channels});
-      std::vector<ChannelTensorSlice> slices = group.producer_tensors;
-      slices.insert(slices.end(), group.normalization_tensors.begin(),
-                    group.normalization_tensors.end());
-      for (const ChannelTensorSlice& slice : slices) {
-        POLARIS_ASSIGN_OR_RETURN(at::Tensor tensor, FindTensor(copy, slice.path));
-        if (tensor.requires_grad()) group_parameters[g].push_back(tensor);
-      }
-    }
-
-    Batcher batcher(subset, options.importance_batch_size);
-    for (int64_t b = 0; b < batcher.num_batches(); ++b) {
-      const LabeledData batch = batcher.Batch(b);
-      for (at::Tensor parameter : copy.parameters()) {
-        if (parameter.grad().defined()) parameter.mutable_grad().zero_();
-      }
-      const at::Tensor logits = copy.forward({batch.inputs}).toTensor();
-      if (logits.dim() != 2 || logits.size(0) != batch.size()) {
-        return absl::InvalidArgumentError(
-            "Taylor importance needs a classifier that returns [batch, classes] logits");
-      }
-      POLARIS_RETURN_IF_ERROR(ValidateLabeledData(batch, logits.size(1), "importance data"));
-      at::cross_entropy_loss(logits, batch.labels).backward();
-
-      at::NoGradGuard no_grad;
-      for (size_t g = 0; g < scores.size(); ++g) {
-        if (!scores[g].defined()) continue;
-        at::Tensor contribution = at::zeros({dependencies.groups[g].channels});
-        for (const at::Tensor& parameter : group_parameters[g]) {
-          if (!parameter.grad().defined()) continue;
-          contribution += (parameter * parameter.grad()).reshape({parameter.size(0), -1}).sum(1);
+        std::vector<std::vector<at::Tensor>> group_parameters(dependencies.groups.size());
+        std::vector<at::Tensor> scores(dependencies.groups.size());
+        for (size_t g = 0; g < dependencies.groups.size(); ++g) {
+          const ChannelGroup& group = dependencies.groups[g];
+          if (!group.prunable) continue;
+          scores[g] = at::zeros({group.channels});
+          std::vector<ChannelTensorSlice> slices = group.producer_tensors;
+          slices.insert(slices.end(), group.normalization_tensors.begin(),
+                        group.normalization_tensors.end());
+          for (const ChannelTensorSlice& slice : slices) {
+            POLARIS_ASSIGN_OR_RETURN(at::Tensor tensor, FindTensor(copy, slice.path));
+            if (tensor.requires_grad()) group_parameters[g].push_back(tensor);
+          }
         }
-        scores[g] += contribution.square();
-      }
-    }
-    for (at::Tensor& score : scores) {
-      if (score.defined()) score = NormalizeToMeanOne(score / batcher.num_batches());
-    }
-    return scores;
-  });
+
+        Batcher batcher(subset, options.importance_batch_size);
+        for (int64_t b = 0; b < batcher.num_batches(); ++b) {
+          const LabeledData batch = batcher.Batch(b);
+          for (at::Tensor parameter : copy.parameters()) {
+            if (parameter.grad().defined()) parameter.mutable_grad().zero_();
+          }
+          const at::Tensor logits = copy.forward({batch.inputs}).toTensor();
+          if (logits.dim() != 2 || logits.size(0) != batch.size()) {
+            return absl::InvalidArgumentError(
+                "Taylor importance needs a classifier that returns [batch, classes] logits");
+          }
+          POLARIS_RETURN_IF_ERROR(ValidateLabeledData(batch, logits.size(1), "importance data"));
+          at::cross_entropy_loss(logits, batch.labels).backward();
+
+          at::NoGradGuard no_grad;
+          for (size_t g = 0; g < scores.size(); ++g) {
+            if (!scores[g].defined()) continue;
+            at::Tensor contribution = at::zeros({dependencies.groups[g].channels});
+            for (const at::Tensor& parameter : group_parameters[g]) {
+              if (!parameter.grad().defined()) continue;
+              contribution +=
+                  (parameter * parameter.grad()).reshape({parameter.size(0), -1}).sum(1);
+            }
+            scores[g] += contribution.square();
+          }
+        }
+        for (at::Tensor& score : scores) {
+          if (score.defined()) score = NormalizeToMeanOne(score / batcher.num_batches());
+        }
+        return scores;
+      });
 }
 
 // Rounds `keep` up to a multiple of `multiple`, without exceeding `channels`.
@@ -153,7 +154,8 @@ int64_t RoundChannels(int64_t keep, int64_t multiple, int64_t channels) {
   return std::min(rounded, channels);
 }
 
-int64_t KeepForFraction(int64_t channels, double fraction, const StructuredPruningOptions& options) {
+int64_t KeepForFraction(int64_t channels, double fraction,
+                        const StructuredPruningOptions& options) {
   const int64_t removed = std::llround(fraction * static_cast<double>(channels));
   const int64_t keep = std::max(channels - removed, options.min_channels);
   return RoundChannels(keep, options.channel_multiple, channels);
@@ -163,8 +165,8 @@ int64_t KeepForFraction(int64_t channels, double fraction, const StructuredPruni
 // whose channels are fixed.
 template <typename T>
 absl::StatusOr<std::map<size_t, T>> ByGroup(const ChannelDependencies& dependencies,
-                                           const std::map<std::string, T>& by_layer,
-                                           const std::string& option) {
+                                            const std::map<std::string, T>& by_layer,
+                                            const std::string& option) {
   std::map<size_t, T> result;
   std::map<size_t, std::string> named_by;
   for (const auto& [layer, value] : by_layer) {
@@ -175,16 +177,16 @@ absl::StatusOr<std::map<size_t, T>> ByGroup(const ChannelDependencies& dependenc
         continue;
       }
       if (!group.prunable) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            option, " names '", layer, "', whose channels cannot be pruned because ",
-            absl::StrJoin(group.reasons, "; "), "; remove it from ", option));
+        return absl::InvalidArgumentError(
+            absl::StrCat(option, " names '", layer, "', whose channels cannot be pruned because ",
+                         absl::StrJoin(group.reasons, "; "), "; remove it from ", option));
       }
       auto [it, inserted] = result.emplace(g, value);
       if (!inserted && it->second != value) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            option, " gives different values for '", named_by[g], "' and '", layer,
-            "', whose channels are tied (", absl::StrJoin(group.producers, ", "),
-            "); give one value"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(option, " gives different values for '", named_by[g], "' and '", layer,
+                         "', whose channels are tied (", absl::StrJoin(group.producers, ", "),
+                         "); give one value"));
       }
       named_by.emplace(g, layer);
     }
@@ -192,8 +194,8 @@ absl::StatusOr<std::map<size_t, T>> ByGroup(const ChannelDependencies& dependenc
   return result;
 }
 
-void SliceTensor(torch::jit::Module& model, const ChannelTensorSlice& slice,
-                 const at::Tensor& kept, std::map<std::string, TensorShapeChange>& changes) {
+void SliceTensor(torch::jit::Module& model, const ChannelTensorSlice& slice, const at::Tensor& kept,
+                 std::map<std::string, TensorShapeChange>& changes) {
   at::Tensor tensor = FindTensor(model, slice.path).value();
   at::Tensor indices = kept;
   if (slice.block > 1) {
@@ -222,9 +224,9 @@ std::string ChannelCriterionName(ChannelCriterion criterion) {
   return "unknown";
 }
 
-absl::StatusOr<ChannelImportance> ComputeChannelImportance(
-    const torch::jit::Module& model, const StructuredPruningOptions& options,
-    const LabeledData* importance_data) {
+absl::StatusOr<ChannelImportance> ComputeChannelImportance(const torch::jit::Module& model,
+                                                           const StructuredPruningOptions& options,
+                                                           const LabeledData* importance_data) {
   POLARIS_RETURN_IF_ERROR(ValidateOptions(options));
   if (options.criterion == ChannelCriterion::kTaylor && importance_data == nullptr) {
     return absl::InvalidArgumentError(
@@ -239,8 +241,7 @@ absl::StatusOr<ChannelImportance> ComputeChannelImportance(
     example_shape = importance_data->inputs.sizes().slice(1).vec();
   }
   example_shape.insert(example_shape.begin(), 1);
-  POLARIS_ASSIGN_OR_RETURN(importance.example_input,
-                           CallTorch("making the example input", [&] {
+  POLARIS_ASSIGN_OR_RETURN(importance.example_input, CallTorch("making the example input", [&] {
                              return at::zeros(example_shape);
                            }));
   POLARIS_ASSIGN_OR_RETURN(importance.dependencies,
@@ -260,11 +261,9 @@ absl::StatusOr<ChannelImportance> ComputeChannelImportance(
   importance.scores.resize(dependencies.groups.size());
   for (size_t g = 0; g < dependencies.groups.size(); ++g) {
     if (!dependencies.groups[g].prunable) continue;
-    POLARIS_ASSIGN_OR_RETURN(
-        at::Tensor scores,
-        CallTorch("measuring channel norms", [&] {
-          return NormScores(model, dependencies.groups[g], options.criterion);
-        }));
+    POLARIS_ASSIGN_OR_RETURN(at::Tensor scores, CallTorch("measuring channel norms", [&] {
+                               return NormScores(model, dependencies.groups[g], options.criterion);
+                             }));
     importance.scores[g] = NormalizeToMeanOne(scores);
   }
   return importance;
@@ -308,9 +307,9 @@ absl::StatusOr<std::map<std::string, int64_t>> ChooseChannelCounts(
     if (excluded.count(g) > 0) continue;
     if (auto it = channels.find(g); it != channels.end()) {
       if (it->second > group.channels) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "layer_channels for group '", group.name, "' is ", it->second, " but it has only ",
-            group.channels, " channels"));
+        return absl::InvalidArgumentError(absl::StrCat("layer_channels for group '", group.name,
+                                                       "' is ", it->second, " but it has only ",
+                                                       group.channels, " channels"));
       }
       counts[group.name] = it->second;
     } else if (auto it = fractions.find(g); it != fractions.end()) {
@@ -325,8 +324,7 @@ absl::StatusOr<std::map<std::string, int64_t>> ChooseChannelCounts(
       reasons.push_back(absl::StrCat(group.name, ": ", absl::StrJoin(group.reasons, "; ")));
     }
     return absl::InvalidArgumentError(absl::StrCat(
-        "no layer of the model can be pruned structurally (", absl::StrJoin(reasons, " | "),
-        ")"));
+        "no layer of the model can be pruned structurally (", absl::StrJoin(reasons, " | "), ")"));
   }
 
   if (options.scope == PruningScope::kPerLayer) {
@@ -378,14 +376,14 @@ absl::StatusOr<StructuredPruningResult> PruneChannelsToCounts(
     auto it = channels.find(group.name);
     if (it == channels.end() || it->second == group.channels) continue;
     if (it->second < 1 || it->second > group.channels) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "group '", group.name, "' has ", group.channels, " channels, so it can keep 1 to ",
-          group.channels, ", not ", it->second));
+      return absl::InvalidArgumentError(
+          absl::StrCat("group '", group.name, "' has ", group.channels,
+                       " channels, so it can keep 1 to ", group.channels, ", not ", it->second));
     }
     if (!group.prunable) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "group '", group.name, "' cannot be pruned because ",
-          absl::StrJoin(group.reasons, "; ")));
+      return absl::InvalidArgumentError(absl::StrCat("group '", group.name,
+                                                     "' cannot be pruned because ",
+                                                     absl::StrJoin(group.reasons, "; ")));
     }
     wanted[g] = it->second;
   }
@@ -411,8 +409,8 @@ absl::StatusOr<StructuredPruningResult> PruneChannelsToCounts(
       }
       const at::Tensor kept =
           std::get<0>(std::get<1>(importance.scores[g].topk(*wanted[g])).sort());
-      for (const auto* slices : {&group.producer_tensors, &group.normalization_tensors,
-                                 &group.consumer_tensors}) {
+      for (const auto* slices :
+           {&group.producer_tensors, &group.normalization_tensors, &group.consumer_tensors}) {
         for (const ChannelTensorSlice& slice : *slices) SliceTensor(pruned, slice, kept, changes);
       }
       report.pruned = true;
@@ -434,7 +432,8 @@ absl::StatusOr<StructuredPruningResult> PruneChannelsToCounts(
   if (!runs.ok()) {
     return absl::InternalError(absl::StrCat(
         "the pruned model fails to run, which means the channel analysis missed a dependency; "
-        "exclude the layers involved and report the model: ", runs.message()));
+        "exclude the layers involved and report the model: ",
+        runs.message()));
   }
   pruned.train(model.is_training());
   result.parameters_after = ParameterCount(pruned);
@@ -464,13 +463,12 @@ absl::StatusOr<StructuredPruningResult> PruneChannels(const torch::jit::Module& 
 std::string FormatStructuredPruningReport(const StructuredPruningResult& result) {
   std::string table = absl::StrFormat("%-24s %9s %9s  %s\n", "group", "channels", "kept", "note");
   for (const ChannelGroupReport& group : result.groups) {
-    absl::StrAppendFormat(&table, "%-24s %9d %9d  %s\n", group.name, group.channels_before,
-                          group.channels_after,
-                          group.pruned ? absl::StrCat("pruned; also shrinks ",
-                                                      group.consumers.empty()
-                                                          ? std::string("nothing")
-                                                          : absl::StrJoin(group.consumers, ", "))
-                                       : group.note);
+    absl::StrAppendFormat(
+        &table, "%-24s %9d %9d  %s\n", group.name, group.channels_before, group.channels_after,
+        group.pruned ? absl::StrCat("pruned; also shrinks ",
+                                    group.consumers.empty() ? std::string("nothing")
+                                                            : absl::StrJoin(group.consumers, ", "))
+                     : group.note);
   }
   const double ratio = result.parameters_after > 0
                            ? static_cast<double>(result.parameters_before) /

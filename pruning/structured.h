@@ -131,8 +131,8 @@ struct StructuredPruningResult {
 // Errors: kInvalidArgument for fractions outside [0, 1), channel counts below 1 or above a
 // layer's channels, min_channels or channel_multiple below 1, conflicting settings for layers
 // of one group, a layer option naming a layer whose channels cannot be pruned (the message
-// gives the reason), kTaylor without data, or a model that has no prunable channel group (the message
-// lists the reasons); kNotFound for layer names that are not producers of a group (the
+// gives the reason), kTaylor without data, or a model that has no prunable channel group (the
+// message lists the reasons); kNotFound for layer names that are not producers of a group (the
 // message lists them); kInvalidArgument when the model does not run on the example shape.
 absl::StatusOr<StructuredPruningResult> PruneChannels(const torch::jit::Module& model,
                                                       const StructuredPruningOptions& options,
@@ -141,9 +141,9 @@ absl::StatusOr<StructuredPruningResult> PruneChannels(const torch::jit::Module& 
 // Analyzes `model` and scores its channels with `options.criterion` (only criterion,
 // example_shape, importance_examples, importance_batch_size and seed are read). Errors as
 // PruneChannels.
-absl::StatusOr<ChannelImportance> ComputeChannelImportance(
-    const torch::jit::Module& model, const StructuredPruningOptions& options,
-    const LabeledData* importance_data);
+absl::StatusOr<ChannelImportance> ComputeChannelImportance(const torch::jit::Module& model,
+                                                           const StructuredPruningOptions& options,
+                                                           const LabeledData* importance_data);
 
 // Returns the channels each group keeps under `options`, keyed by group name; fixed and
 // excluded groups keep all channels. Errors as PruneChannels for the options.

@@ -7,9 +7,9 @@
 #include "ATen/Functions.h"
 #include "ATen/TensorOperators.h"
 #include "ATen/core/grad_mode.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "core/graph_utils.h"
 #include "core/metrics.h"
@@ -312,7 +312,8 @@ TEST(PruneChannels, PrunedPythonModelRunsInPython) {
   ASSERT_TRUE(SaveModel(pruned->model, pruned_path).ok());
   absl::StatusOr<std::string> ran = testing::RunPython(kScript, {"run", pruned_path});
   ASSERT_TRUE(ran.ok()) << ran.status();
-  std::vector<std::string> fields = absl::StrSplit(std::string(absl::StripTrailingAsciiWhitespace(*ran)), ' ');
+  std::vector<std::string> fields =
+      absl::StrSplit(std::string(absl::StripTrailingAsciiWhitespace(*ran)), ' ');
   ASSERT_EQ(fields.size(), 3u) << *ran;
   EXPECT_EQ(fields[0], "[3,");
   EXPECT_EQ(fields[1], "10]");
