@@ -299,6 +299,67 @@ absl::StatusOr<NmMatrix> ToNm(const at::Tensor& dense, int n, int m, const at::T
   });
 }
 
+absl::StatusOr<BitmapMatrix> ToBitmap(const at::Tensor& dense, const at::Tensor& mask) {
+  if (dense.defined() && dense.dim() < 2) {
+    // Any shape is allowed here; Prepare wants a matrix, so view vectors and scalars as one row.
+    POLARIS_ASSIGN_OR_RETURN(
+        BitmapMatrix matrix,
+        ToBitmap(dense.reshape({1, -1}), mask.defined() ? mask.reshape({1, -1}) : mask));
+    matrix.shape.assign(dense.sizes().begin(), dense.sizes().end());
+    return matrix;
+  }
+  POLARIS_ASSIGN_OR_RETURN(PreparedMatrix prepared, Prepare(dense, mask));
+  return CallTorch("storing the weight as a bitmap", [&] {
+    const int64_t elements = prepared.rows * prepared.columns;
+    const float* values = prepared.values.data_ptr<float>();
+    const bool* keep = prepared.keep.data_ptr<bool>();
+    BitmapMatrix matrix;
+    matrix.shape.assign(dense.sizes().begin(), dense.sizes().end());
+    matrix.bitmap = at::zeros({(elements + 7) / 8}, at::kByte);
+    uint8_t* bits = matrix.bitmap.data_ptr<uint8_t>();
+    std::vector<float> kept_values;
+    for (int64_t i = 0; i < elements; ++i) {
+      if (!keep[i]) continue;
+      bits[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+      kept_values.push_back(values[i]);
+    }
+    matrix.values = FloatTensor(kept_values);
+    return matrix;
+  });
+}
+
+absl::Status ValidateBitmap(const BitmapMatrix& matrix) {
+  int64_t elements = 1;
+  for (int64_t size : matrix.shape) {
+    if (size < 0 || (size > 0 && elements > kMaxInt32 / size)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid bitmap matrix: shape [", absl::StrJoin(matrix.shape, ", "),
+          "] is negative or has more than ", kMaxInt32, " elements"));
+    }
+    elements *= size;
+  }
+  POLARIS_RETURN_IF_ERROR(
+      CheckTensor(matrix.bitmap, "bitmap", at::kByte, {(elements + 7) / 8}));
+  if (!matrix.values.defined() || matrix.values.dim() != 1) {
+    return absl::InvalidArgumentError("bitmap values must be a defined 1-D tensor");
+  }
+  POLARIS_RETURN_IF_ERROR(
+      CheckTensor(matrix.values, "values", at::kFloat, {matrix.values.numel()}));
+  const uint8_t* bits = matrix.bitmap.data_ptr<uint8_t>();
+  int64_t set_bits = 0;
+  for (int64_t i = 0; i < matrix.bitmap.numel(); ++i) set_bits += __builtin_popcount(bits[i]);
+  const int64_t padding_bits = matrix.bitmap.numel() * 8 - elements;
+  if (padding_bits > 0 && (bits[matrix.bitmap.numel() - 1] >> (8 - padding_bits)) != 0) {
+    return absl::InvalidArgumentError("invalid bitmap matrix: bits past the last element are set");
+  }
+  if (set_bits != matrix.values.numel()) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid bitmap matrix: ", set_bits,
+                                                   " bits are set but there are ",
+                                                   matrix.values.numel(), " values"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateCsr(const CsrMatrix& matrix) {
   POLARIS_RETURN_IF_ERROR(CheckDimensions(matrix.rows, matrix.columns));
   if (!matrix.values.defined() || matrix.values.dim() != 1) {
@@ -417,6 +478,21 @@ absl::StatusOr<at::Tensor> ToDense(const NmMatrix& matrix) {
   });
 }
 
+absl::StatusOr<at::Tensor> ToDense(const BitmapMatrix& matrix) {
+  POLARIS_RETURN_IF_ERROR(ValidateBitmap(matrix));
+  return CallTorch("expanding the bitmap to dense", [&] {
+    at::Tensor dense = at::zeros(matrix.shape, at::kFloat);
+    float* out = dense.data_ptr<float>();
+    const uint8_t* bits = matrix.bitmap.data_ptr<uint8_t>();
+    const float* values = matrix.values.data_ptr<float>();
+    int64_t next = 0;
+    for (int64_t i = 0; i < dense.numel(); ++i) {
+      if ((bits[i / 8] >> (i % 8)) & 1u) out[i] = values[next++];
+    }
+    return dense;
+  });
+}
+
 double Sparsity(const at::Tensor& dense, const at::Tensor& mask) {
   const at::Tensor& source = mask.defined() ? mask : dense;
   if (!source.defined() || source.numel() == 0) return 0.0;
@@ -434,6 +510,10 @@ int64_t StorageBytes(const CsrMatrix& matrix) {
 int64_t StorageBytes(const BsrMatrix& matrix) {
   return TensorBytes(matrix.row_offsets) + TensorBytes(matrix.column_indices) +
          TensorBytes(matrix.values);
+}
+
+int64_t StorageBytes(const BitmapMatrix& matrix) {
+  return TensorBytes(matrix.bitmap) + TensorBytes(matrix.values);
 }
 
 int64_t StorageBytes(const NmMatrix& matrix) {

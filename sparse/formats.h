@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ATen/core/Tensor.h"
 #include "absl/status/status.h"
@@ -69,6 +70,15 @@ struct NmMatrix {
   int m = 4;
 };
 
+// A weight of any shape stored as one bit per element (set: stored) and the stored values in
+// row-major order. Layers that stay dense in an exported model keep their weight so, and
+// expand it once on first use. It is smaller than float32 storage at any sparsity above 1/32.
+struct BitmapMatrix {
+  at::Tensor bitmap;           // uint8 [ceil(numel / 8)], element i is bit i % 8 of byte i / 8
+  at::Tensor values;           // float32 [number of set bits]
+  std::vector<int64_t> shape;  // shape of the dense weight
+};
+
 // Converts `dense` (floating point, at least 2-D; dimensions after the first are flattened
 // into columns) to CSR. With a `mask` of the same shape, the entries where the mask is nonzero
 // are kept, even when their weight is zero. Without a mask, the nonzero weights are kept.
@@ -89,11 +99,18 @@ absl::StatusOr<BsrMatrix> ToBsr(const at::Tensor& dense, int64_t block_rows,
 // the group and the count: prune the weight to N:M first).
 absl::StatusOr<NmMatrix> ToNm(const at::Tensor& dense, int n, int m, const at::Tensor& mask = {});
 
-// Expands each format back to a float32 [rows, columns] tensor. Errors: kInvalidArgument when
+// Stores `dense` (floating point, any shape) as a bitmap of the kept elements and their values
+// (see ToCsr for the mask). Errors: kInvalidArgument for an undefined or non-floating tensor
+// or a mask of another shape.
+absl::StatusOr<BitmapMatrix> ToBitmap(const at::Tensor& dense, const at::Tensor& mask = {});
+
+// Expands each format back to a float32 [rows, columns] tensor (the original shape for
+// BitmapMatrix). Errors: kInvalidArgument when
 // the matrix is inconsistent (the Validate* check below fails).
 absl::StatusOr<at::Tensor> ToDense(const CsrMatrix& matrix);
 absl::StatusOr<at::Tensor> ToDense(const BsrMatrix& matrix);
 absl::StatusOr<at::Tensor> ToDense(const NmMatrix& matrix);
+absl::StatusOr<at::Tensor> ToDense(const BitmapMatrix& matrix);
 
 // Checks every invariant stated above (dtypes, shapes, contiguity, offsets that start at 0,
 // never fall and end at the entry count, indices in range), so that a kernel can run on the
@@ -102,6 +119,7 @@ absl::StatusOr<at::Tensor> ToDense(const NmMatrix& matrix);
 absl::Status ValidateCsr(const CsrMatrix& matrix);
 absl::Status ValidateBsr(const BsrMatrix& matrix);
 absl::Status ValidateNm(const NmMatrix& matrix);
+absl::Status ValidateBitmap(const BitmapMatrix& matrix);
 
 // Fraction of zero elements in `dense` (or of mask zeros when `mask` is given), in [0, 1].
 // Returns 0 for an empty or undefined tensor, or one whose elements cannot be compared to 0.
@@ -111,6 +129,7 @@ double Sparsity(const at::Tensor& dense, const at::Tensor& mask = {});
 int64_t StorageBytes(const CsrMatrix& matrix);
 int64_t StorageBytes(const BsrMatrix& matrix);
 int64_t StorageBytes(const NmMatrix& matrix);
+int64_t StorageBytes(const BitmapMatrix& matrix);
 
 }  // namespace polaris::sparse
 

@@ -197,6 +197,44 @@ TEST(ValidateCsr, RejectsCorruptMatrices) {
   EXPECT_FALSE(ToDense(wrong_type).ok());
 }
 
+TEST(ToBitmap, RoundTripsAnyShape) {
+  const std::vector<std::vector<int64_t>> shapes = {{1, 1}, {3, 5}, {8, 3, 3, 3}, {7}, {2, 9}};
+  for (const std::vector<int64_t>& shape : shapes) {
+    for (double sparsity : kSparsities) {
+      SCOPED_TRACE(::testing::Message() << at::IntArrayRef(shape) << " sparsity " << sparsity);
+      at::Generator generator = at::detail::createCPUGenerator(testing::TestSeed());
+      const at::Tensor weight =
+          at::randn(shape, generator) * at::rand(shape, generator).ge(sparsity);
+      absl::StatusOr<BitmapMatrix> bitmap = ToBitmap(weight);
+      ASSERT_TRUE(bitmap.ok()) << bitmap.status();
+      EXPECT_TRUE(ValidateBitmap(*bitmap).ok());
+      EXPECT_EQ(bitmap->values.numel(), weight.ne(0).sum().item<int64_t>());
+      absl::StatusOr<at::Tensor> back = ToDense(*bitmap);
+      ASSERT_TRUE(back.ok()) << back.status();
+      EXPECT_TRUE(at::equal(weight, *back));
+    }
+  }
+}
+
+TEST(ToBitmap, IsSmallerThanFloatStorage) {
+  const at::Tensor weight = RandomSparseWeight(256, 784, 0.9, 1);
+  absl::StatusOr<BitmapMatrix> bitmap = ToBitmap(weight);
+  ASSERT_TRUE(bitmap.ok()) << bitmap.status();
+  // 1 bit per element plus 4 bytes per kept element: about 0.125 + 0.4 bytes per element.
+  EXPECT_LT(StorageBytes(*bitmap), weight.numel() * 4 / 7);
+}
+
+TEST(ValidateBitmap, RejectsCountMismatch) {
+  absl::StatusOr<BitmapMatrix> bitmap = ToBitmap(RandomSparseWeight(4, 4, 0.5, 2));
+  ASSERT_TRUE(bitmap.ok()) << bitmap.status();
+  BitmapMatrix extra = *bitmap;
+  extra.values = at::cat({bitmap->values, at::ones({1})});
+  EXPECT_FALSE(ValidateBitmap(extra).ok());
+  BitmapMatrix wrong_shape = *bitmap;
+  wrong_shape.shape = {4, 5};
+  EXPECT_FALSE(ValidateBitmap(wrong_shape).ok());
+}
+
 TEST(Sparsity, CountsZerosOrMaskZeros) {
   const at::Tensor weight = at::tensor({0.0f, 1.0f, 0.0f, 2.0f});
   EXPECT_DOUBLE_EQ(Sparsity(weight), 0.5);
