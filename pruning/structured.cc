@@ -362,9 +362,9 @@ absl::StatusOr<std::map<std::string, int64_t>> ChooseChannelCounts(
   return counts;
 }
 
-absl::StatusOr<StructuredPruningResult> PruneChannelsToCounts(
-    const torch::jit::Module& model, const ChannelImportance& importance,
-    const std::map<std::string, int64_t>& channels) {
+absl::Status PruneChannelsInPlace(torch::jit::Module& model, const ChannelImportance& importance,
+                                  const std::map<std::string, int64_t>& channels,
+                                  StructuredPruningResult* report) {
   const ChannelDependencies& dependencies = importance.dependencies;
   std::vector<std::string> group_names;
   for (const ChannelGroup& group : dependencies.groups) group_names.push_back(group.name);
@@ -388,9 +388,11 @@ absl::StatusOr<StructuredPruningResult> PruneChannelsToCounts(
     wanted[g] = it->second;
   }
 
-  POLARIS_ASSIGN_OR_RETURN(torch::jit::Module pruned, CloneModel(model));
-  StructuredPruningResult result;
+  torch::jit::Module& pruned = model;
+  StructuredPruningResult& result = *report;
+  result = StructuredPruningResult();
   result.parameters_before = ParameterCount(model);
+  const bool was_training = model.is_training();
   std::map<std::string, TensorShapeChange> changes;
   absl::Status sliced = CallTorch("removing channels", [&]() -> absl::Status {
     for (size_t g = 0; g < dependencies.groups.size(); ++g) {
@@ -435,8 +437,17 @@ absl::StatusOr<StructuredPruningResult> PruneChannelsToCounts(
         "exclude the layers involved and report the model: ",
         runs.message()));
   }
-  pruned.train(model.is_training());
+  pruned.train(was_training);
   result.parameters_after = ParameterCount(pruned);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StructuredPruningResult> PruneChannelsToCounts(
+    const torch::jit::Module& model, const ChannelImportance& importance,
+    const std::map<std::string, int64_t>& channels) {
+  POLARIS_ASSIGN_OR_RETURN(torch::jit::Module pruned, CloneModel(model));
+  StructuredPruningResult result;
+  POLARIS_RETURN_IF_ERROR(PruneChannelsInPlace(pruned, importance, channels, &result));
   result.model = std::move(pruned);
   return result;
 }

@@ -158,6 +158,13 @@ absl::StatusOr<StructuredPruningResult> PruneChannelsToCounts(
     const torch::jit::Module& model, const ChannelImportance& importance,
     const std::map<std::string, int64_t>& channels);
 
+// The same on `model` itself, for code that owns the model (the evolutionary search prunes
+// fresh copies this way). Fills `report` except report->model. On error `model` may be
+// partly pruned and must be discarded.
+absl::Status PruneChannelsInPlace(torch::jit::Module& model, const ChannelImportance& importance,
+                                  const std::map<std::string, int64_t>& channels,
+                                  StructuredPruningResult* report);
+
 // Formats the per-group report as an aligned text table with the parameter counts.
 std::string FormatStructuredPruningReport(const StructuredPruningResult& result);
 
