@@ -1,8 +1,8 @@
 // Re-estimation of BatchNorm running statistics after pruning ("adaptive BatchNorm", Li et al.
 // 2020, "EagleEye: Fast Sub-net Evaluation for Efficient Neural Network Pruning"). Removing
-// channels or weights shifts the statistics of the layers after them; running a few batches in
-// training mode without gradients refreshes the running means and variances, which makes the
-// accuracy of a pruned model before fine-tuning a much better guide to its accuracy after.
+// channels or weights shifts the statistics of the layers after them. Running a few batches in
+// training mode without gradients refreshes the running means and variances, so the accuracy
+// of a pruned model before fine-tuning becomes a much better guide to its accuracy after.
 #ifndef POLARIS_PRUNING_BATCH_NORM_H_
 #define POLARIS_PRUNING_BATCH_NORM_H_
 

@@ -33,7 +33,7 @@ using torch::jit::Graph;
 using torch::jit::Node;
 using torch::jit::Value;
 
-// Where the tracked channel dimension of a tensor is: dimension `dim` holds the channels of
+// Position of a tensor's tracked channel dimension: dimension `dim` contains the channels of
 // `space`, each channel owning `block` consecutive entries.
 struct ChannelState {
   int space = -1;

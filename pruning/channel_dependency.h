@@ -1,12 +1,13 @@
 // Channel dependency analysis for structured pruning: which tensors must shrink together when
 // output channels of a Conv2d or Linear layer are removed.
 //
-// The analysis follows every channel dimension through the inlined forward graph, from the
-// layer that produces it (a Conv2d's filters, a Linear's output features) through BatchNorm,
-// element-wise activations, pooling, dropout and flatten to the layers that consume it (the
-// next Conv2d's input channels, the next Linear's input features, in blocks of H x W features
-// after a flatten). Channels joined by an element-wise add, sub, mul or div (a residual
-// connection) form one group: their producers must keep the same channel indices.
+// The analysis follows every channel dimension through the inlined forward graph. It starts
+// at the layer that produces the channels (a Conv2d's filters, a Linear's output features) and
+// passes through BatchNorm, element-wise activations, pooling, dropout and flatten to the
+// layers that consume them: the next Conv2d's input channels, or the next Linear's input
+// features, in blocks of H x W features after a flatten. Channels joined by an element-wise
+// add, sub, mul or div (a residual connection) form one group, because their producers must
+// keep the same channel indices.
 //
 // A group is left unprunable, with the reason recorded, when any of its channels
 //   - reach the model's output or come from its input,
@@ -68,7 +69,7 @@ struct ChannelGroup {
   std::vector<ChannelTensorSlice> normalization_tensors;
   std::vector<ChannelTensorSlice> consumer_tensors;
   bool prunable = true;
-  // Why the group is not prunable, one entry per cause; empty when prunable.
+  // Reasons the group is not prunable, one entry per cause; empty when prunable.
   std::vector<std::string> reasons;
 };
 

@@ -255,9 +255,9 @@ std::string Fingerprint(const torch::jit::Module& model, const LabeledData& vali
 }
 
 // Builds and measures candidates. Every candidate starts from the serialized model loaded into
-// its own compilation unit, so workers never share TorchScript types (registering types in one
-// compilation unit from two threads is not safe) and the saved files are the same whatever ran
-// before them.
+// its own compilation unit, so workers never share TorchScript types: registering types in one
+// compilation unit from two threads is not safe. It also keeps the saved files the same
+// whatever ran before them.
 class Evaluator {
  public:
   Evaluator(std::string model_bytes, const Space& space, const EvolutionarySearchOptions& options,
@@ -374,7 +374,7 @@ class Evaluator {
     train_options.show_progress = false;
     if (!masks.masks.empty()) {
       train_options.after_backward = [&](int64_t) { return ZeroMaskedGradients(model, masks); };
-      train_options.after_step = [&](int64_t) { return ApplyMasks(model, masks); };
+      train_options.after_step = [&](int64_t) { return ReapplyMasks(model, masks); };
     }
     return Train(model, train_, train_options).status();
   }

@@ -1,10 +1,10 @@
 // Evolutionary pruning search: a genetic algorithm (one objective under constraints) or
 // NSGA-II (several objectives) over per-group channel counts (structured) or per-layer
-// sparsity (unstructured). Every candidate is built and measured for real: pruned, its
-// BatchNorm statistics re-estimated on training examples, optionally fine-tuned for a few
-// steps, then its validation accuracy measured on a held-out subset and its size counted in
-// serialized bytes (after the sparse export for unstructured candidates) and, if asked, its
-// latency timed. No objective is a formula.
+// sparsity (unstructured). Every candidate is built and measured for real. It is pruned, its
+// BatchNorm statistics are re-estimated on training examples, and it is optionally fine-tuned
+// for a few steps. Then its validation accuracy is measured on a held-out subset, its size is
+// counted in serialized bytes (after the sparse export for unstructured candidates) and, if
+// asked, its latency is timed. No objective is a formula.
 //
 //   EvolutionarySearchOptions options;
 //   options.space = SearchSpace::kChannels;
@@ -106,7 +106,7 @@ struct SearchState {
   std::vector<CandidateEvaluation> archive;
 };
 
-// Where the search state is kept. Both functions set, or both empty (no checkpoints).
+// Storage for the search state: both functions set, or both empty (no checkpoints).
 // pruning/proto_conversion.h offers FileCheckpointer(path).
 struct SearchCheckpointer {
   std::function<absl::Status(const SearchState& state)> save;

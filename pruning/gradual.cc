@@ -102,7 +102,7 @@ absl::StatusOr<GradualPruningResult> GradualPrune(const torch::jit::Module& mode
       result.schedule.push_back({step, at_step.sparsity, masks.sparsity});
       return absl::OkStatus();
     }
-    return ApplyMasks(copy, masks);
+    return ReapplyMasks(copy, masks);
   };
   POLARIS_ASSIGN_OR_RETURN(result.train, Train(copy, train, train_options));
   POLARIS_RETURN_IF_ERROR(ApplyMasks(copy, masks));
@@ -125,8 +125,9 @@ absl::StatusOr<MaskedTrainingResult> FineTuneWithMasks(const torch::jit::Module&
   train_options.after_backward = [&](int64_t step) {
     return ZeroMaskedGradients(result.model, result.masks);
   };
-  train_options.after_step = [&](int64_t step) { return ApplyMasks(result.model, result.masks); };
+  train_options.after_step = [&](int64_t step) { return ReapplyMasks(result.model, result.masks); };
   POLARIS_ASSIGN_OR_RETURN(result.train, Train(result.model, train, train_options));
+  POLARIS_RETURN_IF_ERROR(ApplyMasks(result.model, result.masks));
   return result;
 }
 

@@ -272,6 +272,17 @@ absl::Status ApplyMasks(torch::jit::Module& model, PruningMasks& masks) {
   });
 }
 
+absl::Status ReapplyMasks(torch::jit::Module& model, const PruningMasks& masks) {
+  return CallTorch("applying pruning masks", [&]() -> absl::Status {
+    at::NoGradGuard no_grad;
+    for (const auto& [path, mask] : masks.masks) {
+      POLARIS_ASSIGN_OR_RETURN(at::Tensor weight, FindTensor(model, path));
+      weight.mul_(mask);
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<UnstructuredPruningResult> PruneMagnitude(
     const torch::jit::Module& model, const UnstructuredPruningOptions& options) {
   POLARIS_ASSIGN_OR_RETURN(torch::jit::Module copy, CloneModel(model));

@@ -8,6 +8,7 @@
 
 #include "ATen/Functions.h"
 #include "ATen/TensorOperators.h"
+#include "ATen/core/grad_mode.h"
 #include "core/graph_utils.h"
 #include "core/models.h"
 #include "core/script_layers.h"
@@ -247,6 +248,23 @@ TEST(ApplyMasks, ZeroesInPlaceAndKeepsTheParameter) {
   EXPECT_EQ(FindTensor(model, "fc1.weight")->data_ptr(), storage);
   EXPECT_NEAR(masks->sparsity, 0.5, 1e-5);
   EXPECT_TRUE(FindTensor(model, "fc1.weight")->requires_grad());
+}
+
+TEST(ReapplyMasks, ZeroesWeightsThatMoved) {
+  torch::jit::Module model = Reference(ReferenceModel::kMlp);
+  UnstructuredPruningOptions options;
+  options.sparsity = 0.6;
+  absl::StatusOr<PruningMasks> masks = ComputeMagnitudeMasks(model, options);
+  ASSERT_TRUE(masks.ok());
+  {
+    at::NoGradGuard no_grad;
+    FindTensor(model, "fc1.weight")->add_(1.0);
+  }
+  ASSERT_TRUE(ReapplyMasks(model, *masks).ok());
+  const at::Tensor mask = masks->masks.at("fc1.weight");
+  const at::Tensor weight = *FindTensor(model, "fc1.weight");
+  EXPECT_TRUE(weight.masked_select(mask.logical_not()).eq(0).all().item<bool>());
+  EXPECT_FALSE(weight.masked_select(mask).eq(0).any().item<bool>());
 }
 
 }  // namespace

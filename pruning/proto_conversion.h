@@ -60,9 +60,9 @@ proto::PruningSearchResult ToSearchResultProto(const SearchResult& result);
 proto::PruningSearchCheckpoint ToCheckpointProto(const SearchState& state);
 SearchState FromCheckpointProto(const proto::PruningSearchCheckpoint& checkpoint);
 
-// A checkpointer that writes the state to `path` as binary protobuf, atomically (a temporary
-// file renamed over it), and reads it back; load returns std::nullopt when `path` does not
-// exist and kDataLoss when it cannot be parsed.
+// Returns a checkpointer that writes the state to `path` as binary protobuf, atomically (a
+// temporary file renamed over it), and reads it back. Its load returns std::nullopt when
+// `path` does not exist and kDataLoss when the file cannot be parsed.
 SearchCheckpointer FileCheckpointer(const std::string& path);
 
 }  // namespace polaris::pruning

@@ -7,7 +7,7 @@
 //
 // --model is a TorchScript file or a reference model name (mlp, lenet, cnn: trained once and
 // cached by core's model zoo). Data is Fashion-MNIST unless --data names a torch.save file of
-// (train_inputs, train_labels, test_inputs, test_labels); validation data is held out from
+// (train_inputs, train_labels, test_inputs, test_labels). Validation data is held out from
 // the training part, and accuracy before and after is measured on the test part.
 #include <cstdio>
 #include <optional>

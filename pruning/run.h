@@ -1,6 +1,6 @@
-// One pruning run as described by a PruningConfig: prune (magnitude, N:M, structured, gradual
-// or by evolutionary search) or scan sensitivity, fine-tune if asked, export through the
-// sparse format if asked, and measure the model before and after in the same process: test
+// One pruning run as a PruningConfig describes it. The run prunes (magnitude, N:M, structured,
+// gradual or by evolutionary search) or scans sensitivity, fine-tunes and exports through the
+// sparse format if asked, and measures the model before and after in the same process: test
 // accuracy, serialized size, parameters and latency (both after optimize_for_inference, timed
 // alternately). //pruning:prune is this function behind command-line flags.
 //

@@ -17,7 +17,7 @@
 //   std::cout << FormatStructuredPruningReport(pruned);
 //
 // NOTE: integer attributes of scripted torch.nn layers (in_channels, out_features, ...) keep
-// their old values; forward does not read them, but Python code that inspects them would see
+// their old values. Forward does not read them, but Python code that inspects them would see
 // the unpruned sizes.
 #ifndef POLARIS_PRUNING_STRUCTURED_H_
 #define POLARIS_PRUNING_STRUCTURED_H_
