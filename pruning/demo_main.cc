@@ -275,6 +275,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Measures polaris's pruning targets against dense baselines on this machine.");
   absl::ParseCommandLine(argc, argv);
+  // Line-buffered, so that results appear in a log file as they are measured.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const absl::Status status = polaris::pruning::Run();
   if (!status.ok()) {
     std::fprintf(stderr, "demo: %s\n", std::string(status.message()).c_str());

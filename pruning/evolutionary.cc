@@ -78,6 +78,7 @@ absl::Status ValidateOptions(const EvolutionarySearchOptions& options) {
   }
   POLARIS_RETURN_IF_ERROR(CheckProbability(options.crossover_probability, "crossover_probability"));
   POLARIS_RETURN_IF_ERROR(CheckProbability(options.mutation_probability, "mutation_probability"));
+
   if (options.algorithm == SearchAlgorithm::kGenetic && options.min_size_reduction <= 0 &&
       options.min_speedup <= 0) {
     return absl::InvalidArgumentError(
@@ -94,6 +95,7 @@ absl::Status ValidateOptions(const EvolutionarySearchOptions& options) {
         absl::StrCat("min_size_reduction and min_speedup must be 0 (none) or positive, got ",
                      options.min_size_reduction, " and ", options.min_speedup));
   }
+
   if (options.space == SearchSpace::kChannels &&
       (!(options.min_keep_fraction > 0 && options.min_keep_fraction <= 1) ||
        options.channel_step < 1)) {
@@ -108,12 +110,14 @@ absl::Status ValidateOptions(const EvolutionarySearchOptions& options) {
           absl::StrCat("sparsity_step must lie in (0, max_sparsity], got ", options.sparsity_step));
     }
   }
+
   if (options.validation_examples < 0 || options.calibration_examples < 0 ||
       options.fine_tune_steps < 0 || options.batch_size < 1 || options.latency_batch_size < 1) {
     return absl::InvalidArgumentError(
         "validation_examples, calibration_examples and fine_tune_steps must not be negative, "
         "and batch_size and latency_batch_size must be at least 1");
   }
+
   if (options.workers < 1 || options.threads_per_worker < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("workers and threads_per_worker must be at least 1, got ", options.workers,
@@ -123,6 +127,7 @@ absl::Status ValidateOptions(const EvolutionarySearchOptions& options) {
       static_cast<bool>(options.checkpointer.load)) {
     return absl::InvalidArgumentError("a checkpointer needs both save and load");
   }
+
   if (options.sensitivity.has_value() &&
       (options.sensitivity->method == SensitivityMethod::kChannels) !=
           (options.space == SearchSpace::kChannels)) {
@@ -243,14 +248,15 @@ std::string Fingerprint(const torch::jit::Module& model, const LabeledData& vali
   for (SearchObjective objective : options.objectives) {
     objectives.push_back(SearchObjectiveName(objective));
   }
-  hash.Add(absl::StrCat(
-      SearchSpaceName(options.space), SearchAlgorithmName(options.algorithm),
-      absl::StrJoin(objectives, ","), options.population_size, "/", options.elite_count, "/",
-      options.tournament_size, "/", options.crossover_probability, "/",
-      options.mutation_probability, "/", options.seed, "/", ChannelCriterionName(options.criterion),
-      "/", options.min_size_reduction, "/", options.min_speedup, "/", options.fine_tune_steps, "/",
-      options.fine_tune.learning_rate, "/", options.fine_tune.batch_size, "/",
-      options.latency_batch_size, "/", options.sensitivity.has_value()));
+  hash.Add(absl::StrCat(SearchSpaceName(options.space), SearchAlgorithmName(options.algorithm),
+                        absl::StrJoin(objectives, ","), options.population_size, "/",
+                        options.elite_count, "/", options.tournament_size, "/",
+                        options.crossover_probability, "/", options.mutation_probability, "/",
+                        options.seed, "/", ChannelCriterionName(options.criterion), "/",
+                        options.min_size_reduction, "/", options.min_speedup, "/",
+                        options.fine_tune_steps, "/", options.fine_tune.learning_rate, "/",
+                        options.fine_tune.batch_size, "/", options.latency_batch_size, "/",
+                        options.sensitivity.has_value(), "/", options.threads_per_worker));
   return hash.Hex();
 }
 
@@ -601,11 +607,11 @@ class Search {
       }
       ++generations_completed_;
       ++run_this_call;
-      if (options_.checkpointer.save) POLARIS_RETURN_IF_ERROR(options_.checkpointer.save(State()));
       RecordHistory(
           static_cast<int>(archive_.size()) - evaluated_before,
           std::chrono::duration<double>(std::chrono::steady_clock::now() - generation_start)
               .count());
+      if (options_.checkpointer.save) POLARIS_RETURN_IF_ERROR(options_.checkpointer.save(State()));
       progress.Update(generations_completed_, HistoryLine(result_.history.back()));
     }
     progress.Finish();
@@ -628,6 +634,7 @@ class Search {
     state.rng_state = EngineState(rng_);
     state.population = population_;
     state.archive = archive_;
+    state.history = result_.history;
     return state;
   }
 
@@ -646,6 +653,7 @@ class Search {
     generations_completed_ = state->generations_completed;
     population_ = state->population;
     archive_ = state->archive;
+    result_.history = state->history;
     for (size_t i = 0; i < archive_.size(); ++i) index_[archive_[i].genome] = i;
     for (const Genome& genome : population_) {
       if (index_.count(genome) == 0) {

@@ -94,6 +94,16 @@ struct CandidateEvaluation {
   int generation = 0;
 };
 
+struct GenerationSummary {
+  int generation = 0;
+  // Candidates evaluated in this generation (repeated genomes are measured once).
+  int evaluated = 0;
+  double best_feasible_accuracy = 0;
+  int64_t smallest_feasible_bytes = 0;
+  int front_size = 0;
+  double seconds = 0;
+};
+
 // Everything a resumed search needs; saved after each generation.
 struct SearchState {
   // Identifies the model, data and options; a state with another fingerprint is rejected.
@@ -104,6 +114,7 @@ struct SearchState {
   std::vector<std::vector<int>> population;
   // Every candidate evaluated so far, in evaluation order.
   std::vector<CandidateEvaluation> archive;
+  std::vector<GenerationSummary> history;
 };
 
 // Storage for the search state: both functions set, or both empty (no checkpoints).
@@ -176,16 +187,6 @@ struct EvolutionarySearchOptions {
   // checkpoint.
   int max_generations_per_call = 0;
   bool show_progress = true;
-};
-
-struct GenerationSummary {
-  int generation = 0;
-  // Candidates evaluated in this generation (repeated genomes are measured once).
-  int evaluated = 0;
-  double best_feasible_accuracy = 0;
-  int64_t smallest_feasible_bytes = 0;
-  int front_size = 0;
-  double seconds = 0;
 };
 
 struct SearchResult {

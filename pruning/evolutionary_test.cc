@@ -137,13 +137,16 @@ TEST_F(EvolutionarySearchTest, ResumedSearchEndsLikeUninterruptedOne) {
   ASSERT_TRUE(store->has_value());
   EXPECT_EQ((*store)->generations_completed, 2);
 
-  // A different worker count must not change anything either.
+  // A different worker count must not change anything either (the intra-op thread count per
+  // worker is part of the fingerprint).
   options.workers = 1;
   absl::StatusOr<SearchResult> resumed =
       EvolutionarySearch(*model_, *train_, *validation_, options);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   EXPECT_TRUE(resumed->finished);
   ExpectSameArchive(*uninterrupted, *resumed);
+  ASSERT_EQ(resumed->history.size(), 3u);
+  EXPECT_EQ(resumed->history[0].evaluated, uninterrupted->history[0].evaluated);
 
   options.seed = 2;
   absl::StatusOr<SearchResult> other = EvolutionarySearch(*model_, *train_, *validation_, options);

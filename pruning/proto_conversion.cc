@@ -52,6 +52,28 @@ proto::PruningSensitivityMethod ToSensitivityMethodProto(SensitivityMethod metho
                                                 : proto::PRUNING_SENSITIVITY_MAGNITUDE;
 }
 
+proto::PruningSearchGeneration ToGenerationProto(const GenerationSummary& summary) {
+  proto::PruningSearchGeneration generation;
+  generation.set_generation(summary.generation);
+  generation.set_evaluated(summary.evaluated);
+  generation.set_best_feasible_accuracy(summary.best_feasible_accuracy);
+  generation.set_smallest_feasible_bytes(summary.smallest_feasible_bytes);
+  generation.set_front_size(summary.front_size);
+  generation.set_seconds(summary.seconds);
+  return generation;
+}
+
+GenerationSummary FromGenerationProto(const proto::PruningSearchGeneration& generation) {
+  GenerationSummary summary;
+  summary.generation = generation.generation();
+  summary.evaluated = generation.evaluated();
+  summary.best_feasible_accuracy = generation.best_feasible_accuracy();
+  summary.smallest_feasible_bytes = generation.smallest_feasible_bytes();
+  summary.front_size = generation.front_size();
+  summary.seconds = generation.seconds();
+  return summary;
+}
+
 }  // namespace
 
 absl::StatusOr<proto::PruningConfig> ParsePruningConfig(const std::string& text,
@@ -357,13 +379,7 @@ proto::PruningSearchResult ToSearchResultProto(const SearchResult& result) {
   *out.mutable_chosen() = ToCandidateProto(result.chosen);
   out.set_chosen_feasible(result.chosen_feasible);
   for (const GenerationSummary& summary : result.history) {
-    proto::PruningSearchGeneration* generation = out.add_history();
-    generation->set_generation(summary.generation);
-    generation->set_evaluated(summary.evaluated);
-    generation->set_best_feasible_accuracy(summary.best_feasible_accuracy);
-    generation->set_smallest_feasible_bytes(summary.smallest_feasible_bytes);
-    generation->set_front_size(summary.front_size);
-    generation->set_seconds(summary.seconds);
+    *out.add_history() = ToGenerationProto(summary);
   }
   out.set_generations_completed(result.generations_completed);
   out.set_finished(result.finished);
@@ -384,6 +400,9 @@ proto::PruningSearchCheckpoint ToCheckpointProto(const SearchState& state) {
   for (const CandidateEvaluation& candidate : state.archive) {
     *checkpoint.add_archive() = ToCandidateProto(candidate);
   }
+  for (const GenerationSummary& summary : state.history) {
+    *checkpoint.add_history() = ToGenerationProto(summary);
+  }
   return checkpoint;
 }
 
@@ -397,6 +416,9 @@ SearchState FromCheckpointProto(const proto::PruningSearchCheckpoint& checkpoint
   }
   for (const auto& candidate : checkpoint.archive()) {
     state.archive.push_back(FromCandidateProto(candidate));
+  }
+  for (const auto& generation : checkpoint.history()) {
+    state.history.push_back(FromGenerationProto(generation));
   }
   return state;
 }

@@ -132,6 +132,10 @@ TEST(FileCheckpointer, SavesAndLoadsAtomically) {
   candidate.violation = 0.25;
   candidate.generation = 2;
   state.archive = {candidate};
+  GenerationSummary summary;
+  summary.generation = 2;
+  summary.best_feasible_accuracy = 0.8;
+  state.history = {summary};
   ASSERT_TRUE(checkpointer.save(state).ok());
 
   absl::StatusOr<std::optional<SearchState>> loaded = checkpointer.load();
@@ -147,6 +151,9 @@ TEST(FileCheckpointer, SavesAndLoadsAtomically) {
   EXPECT_DOUBLE_EQ(back.archive[0].accuracy, 0.875);
   EXPECT_EQ(back.archive[0].file_bytes, 123456);
   EXPECT_DOUBLE_EQ(back.archive[0].violation, 0.25);
+  ASSERT_EQ(back.history.size(), 1u);
+  EXPECT_EQ(back.history[0].generation, 2);
+  EXPECT_DOUBLE_EQ(back.history[0].best_feasible_accuracy, 0.8);
 
   ASSERT_TRUE(WriteFileAtomically(path, "not a checkpoint \xff\xff\xff").ok());
   EXPECT_EQ(checkpointer.load().status().code(), absl::StatusCode::kDataLoss);
