@@ -561,6 +561,7 @@ class ChannelTracer {
         absl::StrCat(KindName(node),
                      " reshapes it in a way the analysis cannot follow (only flattening "
                      "from the channel dimension with -1 is supported)");
+
     if (!in_shape || !out_shape || static_cast<int64_t>(out_shape->size()) != copy.dim + 1) {
       Block(copy.space, reason);
       return;
@@ -571,6 +572,7 @@ class ChannelTracer {
         return;
       }
     }
+
     const Node* sizes = node->input(1)->node();
     std::optional<c10::IValue> last;
     if (sizes->kind() == c10::prim::ListConstruct &&
@@ -581,6 +583,7 @@ class ChannelTracer {
       Block(copy.space, reason);
       return;
     }
+
     ChannelState flattened = copy;
     for (size_t d = copy.dim + 1; d < in_shape->size(); ++d) flattened.block *= (*in_shape)[d];
     SetState(node->output(), flattened);

@@ -15,9 +15,9 @@
 //   result.chosen_model;                          // fine-tune it, then measure on the test set
 //
 // Reproducibility: one seeded std::mt19937_64 drives initialization, selection, crossover and
-// mutation, and each candidate is rebuilt from the serialized model in its own compilation
-// unit with a fixed thread count, so the same seed gives the same search on the same machine
-// and standard library. Latency is the exception: timings vary from run to run, so searches
+// mutation. Each candidate is rebuilt from the serialized model in its own compilation unit
+// with a fixed thread count. So the same seed gives the same search on the same machine and
+// standard library. Latency is the exception: timings vary from run to run, so searches
 // with a latency objective or constraint are reproducible only up to timing noise.
 //
 // Candidates are evaluated in parallel by `workers` threads with `threads_per_worker` LibTorch

@@ -11,7 +11,8 @@ namespace {
 TEST(CompareLatency, TimesBothModelsTheSameNumberOfRounds) {
   absl::StatusOr<torch::jit::Module> mlp = MakeReferenceModel(ReferenceModel::kMlp, 1);
   absl::StatusOr<torch::jit::Module> lenet = MakeReferenceModel(ReferenceModel::kLeNet, 1);
-  ASSERT_TRUE(mlp.ok() && lenet.ok());
+  ASSERT_TRUE(mlp.ok());
+  ASSERT_TRUE(lenet.ok());
   LatencyOptions options;
   options.warmup_runs = 1;
   options.timed_runs = 7;

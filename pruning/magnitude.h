@@ -1,6 +1,6 @@
-// Unstructured pruning: masks that zero individual weights of Conv2d and Linear layers, chosen
-// by magnitude per layer or over all layers together, or by an N:M pattern (N kept weights in
-// every M consecutive weights along the input dimension, such as 2:4).
+// Unstructured pruning: masks that zero individual weights of Conv2d and Linear layers. The
+// weights are chosen by magnitude, per layer or over all layers together, or by an N:M pattern
+// (N kept weights in every M consecutive weights along the input dimension, such as 2:4).
 //
 // Masks alone leave every tensor its full size; the zeros pay off only when the model is
 // exported with a sparse format (sparse/export.h) or run by sparse kernels.

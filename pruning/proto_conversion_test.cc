@@ -139,7 +139,8 @@ TEST(FileCheckpointer, SavesAndLoadsAtomically) {
   ASSERT_TRUE(checkpointer.save(state).ok());
 
   absl::StatusOr<std::optional<SearchState>> loaded = checkpointer.load();
-  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_TRUE(loaded->has_value());
   const SearchState& back = **loaded;
   EXPECT_EQ(back.fingerprint, state.fingerprint);
   EXPECT_EQ(back.generations_completed, 3);

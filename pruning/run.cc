@@ -182,25 +182,35 @@ absl::Status RunSensitivity(Run& run) {
   return absl::OkStatus();
 }
 
+// Scans the sensitivity that matches the search space on the validation subset the search
+// uses, to seed the search's first generation.
+absl::StatusOr<SensitivityAnalysis> SeedingScan(Run& run,
+                                                const EvolutionarySearchOptions& options) {
+  SensitivityOptions scan;
+  scan.method = options.space == SearchSpace::kChannels ? SensitivityMethod::kChannels
+                                                        : SensitivityMethod::kMagnitude;
+  scan.criterion = options.criterion;
+  scan.example_shape = run.example_shape;
+  scan.workers = options.workers;
+  scan.threads_per_worker = options.threads_per_worker;
+  const LabeledData subset = options.validation_examples > 0
+                                 ? Slice(run.validation, 0, options.validation_examples)
+                                 : run.validation;
+  POLARIS_ASSIGN_OR_RETURN(SensitivityAnalysis analysis,
+                           ScanSensitivity(run.input.model, subset, scan));
+  *run.output.result.mutable_sensitivity() = ToSensitivityProto(analysis);
+  return analysis;
+}
+
 absl::StatusOr<torch::jit::Module> RunSearch(Run& run) {
   POLARIS_RETURN_IF_ERROR(RequireTraining(run, "the evolutionary search"));
   POLARIS_ASSIGN_OR_RETURN(EvolutionarySearchOptions options,
                            ToEvolutionarySearchOptions(run.config.search(), run.train_defaults));
   options.example_shape = run.example_shape;
+
   const auto start = std::chrono::steady_clock::now();
   if (run.config.search().seed_from_sensitivity()) {
-    SensitivityOptions scan;
-    scan.method = options.space == SearchSpace::kChannels ? SensitivityMethod::kChannels
-                                                          : SensitivityMethod::kMagnitude;
-    scan.criterion = options.criterion;
-    scan.example_shape = run.example_shape;
-    scan.workers = options.workers;
-    scan.threads_per_worker = options.threads_per_worker;
-    const LabeledData subset = options.validation_examples > 0
-                                   ? Slice(run.validation, 0, options.validation_examples)
-                                   : run.validation;
-    POLARIS_ASSIGN_OR_RETURN(options.sensitivity, ScanSensitivity(run.input.model, subset, scan));
-    *run.output.result.mutable_sensitivity() = ToSensitivityProto(*options.sensitivity);
+    POLARIS_ASSIGN_OR_RETURN(options.sensitivity, SeedingScan(run, options));
   }
   POLARIS_ASSIGN_OR_RETURN(SearchResult search,
                            EvolutionarySearch(run.input.model, run.train, run.validation, options));
@@ -212,6 +222,7 @@ absl::StatusOr<torch::jit::Module> RunSearch(Run& run) {
                           "the search stopped after %d of %d generations; run again to resume\n",
                           search.generations_completed, options.generations);
   }
+
   if (!run.config.has_fine_tune()) return search.chosen_model;
   if (options.space == SearchSpace::kChannels) return FineTunePlain(run, search.chosen_model);
   POLARIS_ASSIGN_OR_RETURN(PruningMasks masks,

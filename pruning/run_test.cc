@@ -23,7 +23,8 @@ class RunPruningTest : public ::testing::Test {
   static void SetUpTestSuite() {
     absl::StatusOr<LabeledData> train = LoadFashionMnist(DataSplit::kTrain);
     absl::StatusOr<LabeledData> test = LoadFashionMnist(DataSplit::kTest);
-    ASSERT_TRUE(train.ok() && test.ok());
+    ASSERT_TRUE(train.ok()) << train.status();
+    ASSERT_TRUE(test.ok()) << test.status();
     train_ = new LabeledData(RandomSubset(*train, 3000, 5));
     test_ = new LabeledData(Slice(*test, 0, 1000));
     for (ReferenceModel kind : {ReferenceModel::kMlp, ReferenceModel::kLeNet}) {
@@ -78,7 +79,7 @@ void ExpectMeasured(const proto::PruningResult& result) {
   EXPECT_FALSE(result.environment().cpu_model().empty());
 }
 
-TEST_F(RunPruningTest, MagnitudeWithFineTuneAndExportShrinksTheFile) {
+TEST_F(RunPruningTest, MagnitudeExportShrinksTheFile) {
   absl::StatusOr<PruningRunOutput> output = RunPruning(Input(ReferenceModel::kMlp), Config(R"(
     magnitude { sparsity: 0.8 scope: PRUNING_SCOPE_GLOBAL }
     fine_tune { epochs: 1 learning_rate: 0.01 }

@@ -47,7 +47,7 @@ std::vector<int> SelectSurvivors(const std::vector<Fitness>& fitness, int count,
 using Genome = std::vector<int>;
 
 // Returns the winner of a tournament of `size` members drawn with replacement from
-// [0, population); `better(a, b)` says whether a beats b.
+// [0, population); `better(a, b)` returns whether a beats b.
 template <typename Better>
 int Tournament(int population, int size, std::mt19937_64& rng, Better better) {
   std::uniform_int_distribution<int> pick(0, population - 1);

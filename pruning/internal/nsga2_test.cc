@@ -58,7 +58,7 @@ TEST(SelectSurvivors, TakesWholeFrontsThenMostCrowdingDistance) {
   std::vector<int> rank;
   std::vector<double> crowding;
   const std::vector<int> survivors = SelectSurvivors(fitness, 4, &rank, &crowding);
-  // Front 0 holds 0..4 (five points); the crowded point 1 or 2 is dropped.
+  // Front 0 contains 0..4 (five points), so the crowded point 1 or 2 is dropped.
   ASSERT_EQ(survivors.size(), 4u);
   EXPECT_THAT(survivors, ::testing::IsSupersetOf({0, 3, 4}));
   EXPECT_EQ(rank[5], 1);
