@@ -61,10 +61,9 @@ int64_t Product(const std::vector<int64_t>& shape) {
   return product;
 }
 
-// Returns a copy of `model` whose parameters are leaf tensors. CloneModel (Module::clone in
-// LibTorch 1.13) copies parameters while autograd records, so the copies have a grad_fn and
-// torch::optim rejects them ("can't optimize a non-leaf Tensor").
-absl::StatusOr<torch::jit::Module> CloneForTraining(const torch::jit::Module& model) {
+}  // namespace
+
+absl::StatusOr<torch::jit::Module> CopyForTraining(const torch::jit::Module& model) {
   POLARIS_ASSIGN_OR_RETURN(torch::jit::Module copy, CloneModel(model));
   POLARIS_RETURN_IF_ERROR(CallTorch("making the copied parameters trainable", [&] {
     for (const auto& parameter : copy.named_parameters(/*recurse=*/true)) {
@@ -77,8 +76,6 @@ absl::StatusOr<torch::jit::Module> CloneForTraining(const torch::jit::Module& mo
   }));
   return copy;
 }
-
-}  // namespace
 
 std::string MethodName(DynamicSparsityMethod method) {
   switch (method) {
@@ -310,7 +307,7 @@ absl::StatusOr<DynamicSparseTrainingResult> TrainDynamicSparse(
     return absl::InvalidArgumentError(
         absl::StrCat("batch size must be at least 1, got ", train_options.batch_size));
   }
-  POLARIS_ASSIGN_OR_RETURN(torch::jit::Module trained, CloneForTraining(model));
+  POLARIS_ASSIGN_OR_RETURN(torch::jit::Module trained, CopyForTraining(model));
   const int64_t steps_per_epoch =
       (data.size() + train_options.batch_size - 1) / train_options.batch_size;
   int64_t total_steps = std::max(train_options.epochs, 1) * steps_per_epoch;

@@ -170,6 +170,12 @@ struct DynamicSparseTrainingResult {
   double overall_sparsity = 0;
 };
 
+// Returns a copy of `model` that core Train can optimize. CloneModel (Module::clone in
+// LibTorch 1.13) copies parameters while autograd records, so the copies have a grad_fn and
+// torch::optim rejects them ("can't optimize a non-leaf Tensor"); here they are made leaf
+// tensors with the original's requires_grad. Errors: those of CloneModel.
+absl::StatusOr<torch::jit::Module> CopyForTraining(const torch::jit::Module& model);
+
 // Trains a copy of `model` on `data` with `train_options` (their hooks still run, before this
 // method's) while `options` keeps it sparse. `model` is not modified.
 // Errors: those of DynamicSparsity::Create and of Train.
