@@ -140,7 +140,7 @@ class DynamicSparsity {
       : options_(options), end_step_(end_step) {}
 
   // Drops `count` active weights of smallest magnitude and grows `count` inactive ones chosen
-  // by the method (gradient magnitude or random); returns how many grown ones were new.
+  // by the method (gradient magnitude or random). Returns how many grown ones were new.
   int64_t UpdateLayer(SparseLayerState& layer, int64_t count);
 
   DynamicSparsityOptions options_;
@@ -172,7 +172,7 @@ struct DynamicSparseTrainingResult {
 
 // Returns a copy of `model` that core Train can optimize. CloneModel (Module::clone in
 // LibTorch 1.13) copies parameters while autograd records, so the copies have a grad_fn and
-// torch::optim rejects them ("can't optimize a non-leaf Tensor"); here they are made leaf
+// torch::optim rejects them ("can't optimize a non-leaf Tensor"). This copy makes them leaf
 // tensors with the original's requires_grad. Errors: those of CloneModel.
 absl::StatusOr<torch::jit::Module> CopyForTraining(const torch::jit::Module& model);
 

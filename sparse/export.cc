@@ -40,8 +40,8 @@ using torch::jit::Node;
 using torch::jit::Value;
 
 // Resolves the name `polaris` in TorchScript source to the polaris operator namespace, so
-// helper methods can call polaris.sparse_linear_csr(...); everything else resolves as usual.
-// (Module::define's default resolver knows only builtins.)
+// helper methods can call polaris.sparse_linear_csr(...). Other names resolve as usual, because
+// Module::define's default resolver finds only builtins.
 class PolarisResolver : public torch::jit::Resolver {
  public:
   std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name,
@@ -561,7 +561,7 @@ absl::StatusOr<SparseExportResult> ExportSparseModel(const torch::jit::Module& m
     }
     torch::jit::EliminateDeadCode(graph);
 
-    // The replaced weights are no longer read by forward; keep them as empty tensors so the
+    // Forward no longer reads the replaced weights. They become empty tensors, so the
     // submodules' types stay intact while the file drops their data.
     std::map<std::string, int> remaining;
     CountAttributeUses(graph->block(), remaining);

@@ -5,10 +5,10 @@
 // For every Linear and Conv2d layer of the forward graph, ExportSparseModel measures on this
 // machine, at options.batch_size and with options.threads, the dense layer (torch.linear /
 // torch.conv2d) against each sparse format the options allow. A layer calls a polaris sparse
-// operator (sparse/ops.cc) only when the fastest sparse format was measured faster than dense;
-// otherwise it stays dense, and if it has zeros its weight is stored as a bitmap plus values
-// and expanded once, on the first forward call, into a cached attribute. The decision and both
-// timings are returned for every layer.
+// operator (sparse/ops.cc) only when the fastest sparse format was measured faster than dense.
+// Otherwise it stays dense. If its weight has zeros, the weight is then stored as a bitmap
+// plus values and expanded once, on the first forward call, into a cached attribute. The
+// decision and both timings are returned for every layer.
 //
 //   SparseExportOptions options;  // batch 64, CSR for Linear and Conv2d
 //   POLARIS_ASSIGN_OR_RETURN(SparseExportResult exported, ExportSparseModel(model, options));
@@ -72,7 +72,7 @@ struct SparseExportOptions {
                            .min_timed_runs = 5};
 };
 
-// What ExportSparseModel did with one layer.
+// The export decision for one layer, with the measurements behind it.
 struct LayerExportDecision {
   // Module path of the layer ("fc1", "layer1.conv2").
   std::string layer;
@@ -84,14 +84,14 @@ struct LayerExportDecision {
   // weight is stored as bitmap plus values; "dense" for one stored unchanged.
   std::string format;
   // Median milliseconds of the dense layer and of the fastest sparse format at the options'
-  // batch size; sparse_ms is 0 when no sparse format was timed.
+  // batch size. Both are 0 when no sparse format was timed.
   double dense_ms = 0;
   double sparse_ms = 0;
   bool uses_sparse_kernel = false;
   // Bytes of the weight's tensors before and after export.
   int64_t bytes_before = 0;
   int64_t bytes_after = 0;
-  // Why the layer was left dense or not timed, when it was.
+  // Reason the layer was left dense or was not timed; empty otherwise.
   std::string note;
 };
 

@@ -128,21 +128,12 @@ std::vector<int64_t> BalancedSplit(int64_t count, int parts,
   return bounds;
 }
 
-// target[c * target_stride + r] = source[r * source_stride + c] for r in [row_begin, row_end)
-// and c in [0, columns), in 16 x 16 tiles so that both sides stream through the cache.
-void Transpose(const float* source, int64_t source_stride, int64_t row_begin, int64_t row_end,
-               int64_t columns, float* target, int64_t target_stride) {
-  constexpr int64_t kBlock = 16;
-  for (int64_t r0 = row_begin; r0 < row_end; r0 += kBlock) {
-    const int64_t r1 = std::min(r0 + kBlock, row_end);
-    for (int64_t c0 = 0; c0 < columns; c0 += kBlock) {
-      const int64_t c1 = std::min(c0 + kBlock, columns);
-      for (int64_t c = c0; c < c1; ++c) {
-        for (int64_t r = r0; r < r1; ++r) {
-          target[c * target_stride + r] = source[r * source_stride + c];
-        }
-      }
-    }
+void Transpose(KernelIsa isa, const float* source, int64_t source_stride, int64_t row_begin,
+               int64_t row_end, int64_t columns, float* target, int64_t target_stride) {
+  if (isa == KernelIsa::kAvx512) {
+    TransposeAvx512(source, source_stride, row_begin, row_end, columns, target, target_stride);
+  } else {
+    TransposePortable(source, source_stride, row_begin, row_end, columns, target, target_stride);
   }
 }
 
@@ -164,7 +155,7 @@ void ParallelRanges(const std::vector<int64_t>& bounds,
 // [begin, end) (rows, or block rows of `unit` rows each). The batch becomes the column
 // dimension of the products, so x is transposed first and the result transposed back.
 at::Tensor LinearWithKernel(
-    const at::Tensor& input, int64_t rows, int64_t columns, int64_t unit,
+    KernelIsa isa, const at::Tensor& input, int64_t rows, int64_t columns, int64_t unit,
     const at::Tensor& bias, const std::function<int64_t(int64_t)>& cost_before,
     const std::function<bool(const DenseOperands&, int64_t, int64_t)>& kernel) {
   CheckFloatTensor(input, "input");
@@ -189,7 +180,7 @@ at::Tensor LinearWithKernel(
     const std::vector<int64_t> input_bounds =
         BalancedSplit(batch, at::get_num_threads(), [](int64_t b) { return b; });
     ParallelRanges(input_bounds, [&](int64_t begin, int64_t end) {
-      Transpose(x.data_ptr<float>(), columns, begin, end, columns,
+      Transpose(isa, x.data_ptr<float>(), columns, begin, end, columns,
                 x_transposed.data_ptr<float>(), batch);
     });
   }
@@ -205,7 +196,7 @@ at::Tensor LinearWithKernel(
       return;
     }
     if (transpose) {
-      Transpose(y_transposed.data_ptr<float>(), batch, begin * unit, end * unit, batch,
+      Transpose(isa, y_transposed.data_ptr<float>(), batch, begin * unit, end * unit, batch,
                 y.data_ptr<float>(), rows);
     }
   });
@@ -229,7 +220,7 @@ at::Tensor CsrLinear(const at::Tensor& input, const CsrMatrix& weight, const at:
                      weight.rows, weight.columns};
   const int32_t* offsets = view.row_offsets;
   return LinearWithKernel(
-      input, weight.rows, weight.columns, /*unit=*/1, bias,
+      isa, input, weight.rows, weight.columns, /*unit=*/1, bias,
       [offsets](int64_t row) { return offsets[row] + kRowCost * row; },
       [&view, isa](const DenseOperands& io, int64_t begin, int64_t end) {
         return isa == KernelIsa::kAvx512 ? CsrSpmmAvx512(view, io, begin, end)
@@ -251,7 +242,7 @@ at::Tensor BsrLinear(const at::Tensor& input, const BsrMatrix& weight, const at:
   const int32_t* offsets = view.row_offsets;
   const int64_t block_size = weight.block_rows * weight.block_columns;
   return LinearWithKernel(
-      input, weight.rows, weight.columns, weight.block_rows, bias,
+      isa, input, weight.rows, weight.columns, weight.block_rows, bias,
       [offsets, block_size, &weight](int64_t block_row) {
         return offsets[block_row] * block_size + kRowCost * weight.block_rows * block_row;
       },
@@ -268,7 +259,7 @@ at::Tensor NmLinear(const at::Tensor& input, const NmMatrix& weight, const at::T
   const NmView view{weight.values.data_ptr<float>(), weight.indices.data_ptr<uint8_t>(),
                     weight.rows, weight.columns, weight.n, weight.m};
   return LinearWithKernel(
-      input, weight.rows, weight.columns, /*unit=*/1, bias,
+      isa, input, weight.rows, weight.columns, /*unit=*/1, bias,
       [](int64_t row) { return row; },
       [&view, isa](const DenseOperands& io, int64_t begin, int64_t end) {
         return isa == KernelIsa::kAvx512 ? NmSpmmAvx512(view, io, begin, end)

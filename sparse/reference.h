@@ -6,9 +6,9 @@
 // accumulated in double precision and rounded to float once, so they are at least as
 // accurate as any float kernel. They are slow on purpose and meant for tests only.
 //
-// Preconditions (unchecked): float32 contiguous CPU tensors; `input` is [batch, columns]
-// ([batch, in_channels, height, width] for Conv2dReference); the matrix passes its Validate*
-// check; `bias` is undefined or [rows].
+// Preconditions, unchecked: all tensors are float32, contiguous and on the CPU. `input` is
+// [batch, columns], or [batch, in_channels, height, width] for Conv2dReference. The matrix
+// passes its Validate* check, and `bias` is undefined or [rows].
 #ifndef POLARIS_SPARSE_REFERENCE_H_
 #define POLARIS_SPARSE_REFERENCE_H_
 

@@ -25,7 +25,7 @@ struct SparseTrainingRun {
   torch::jit::Module exported;
 };
 
-// Trains a copy of `model` on `train` as `config` says (unset training fields take
+// Trains a copy of `model` on `train` with the settings of `config` (unset training fields take
 // `defaults`), exports it and measures everything on `test`. `model_name` is recorded in the
 // result. `model` is not modified.
 // Errors: kInvalidArgument for an invalid config or data; those of training, export and

@@ -77,6 +77,13 @@ bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin,
                     int64_t row_end);
 bool NmSpmmAvx512(const NmView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end);
 
+// target[c * target_stride + r] = source[r * source_stride + c] for r in [row_begin, row_end)
+// and c in [0, columns): the transposes around the Linear products.
+void TransposePortable(const float* source, int64_t source_stride, int64_t row_begin,
+                       int64_t row_end, int64_t columns, float* target, int64_t target_stride);
+void TransposeAvx512(const float* source, int64_t source_stride, int64_t row_begin,
+                     int64_t row_end, int64_t columns, float* target, int64_t target_stride);
+
 }  // namespace polaris::sparse::internal
 
 #endif  // POLARIS_SPARSE_INTERNAL_SPMM_H_

@@ -30,6 +30,23 @@ bool CheckRowOffsets(const int32_t* row_offsets, int64_t count, int64_t entries)
   return true;
 }
 
+void TransposePortable(const float* source, int64_t source_stride, int64_t row_begin,
+                       int64_t row_end, int64_t columns, float* target, int64_t target_stride) {
+  // 16 x 16 tiles, so that reads and writes both stay within a few cache lines.
+  constexpr int64_t kBlock = 16;
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kBlock) {
+    const int64_t r1 = std::min(r0 + kBlock, row_end);
+    for (int64_t c0 = 0; c0 < columns; c0 += kBlock) {
+      const int64_t c1 = std::min(c0 + kBlock, columns);
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t r = r0; r < r1; ++r) {
+          target[c * target_stride + r] = source[r * source_stride + c];
+        }
+      }
+    }
+  }
+}
+
 bool CsrSpmmPortable(const CsrView& w, const DenseOperands& io, int64_t row_begin,
                      int64_t row_end) {
   float accumulators[kTile];
