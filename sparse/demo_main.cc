@@ -178,7 +178,7 @@ absl::Status Run() {
 
 int main(int argc, char** argv) {
   // LibTorch's element-wise operators run in OpenMP parallel regions whose workers then spin,
-  // and OpenBLAS's own threads compete with them for the cores: dense torch::linear on 2
+  // and OpenBLAS's own threads compete with them for the cores. Dense torch::linear on 2
   // threads measured 11 ms with spinning workers and 2.3 ms without on the same busy machine.
   // libgomp reads OMP_WAIT_POLICY only at startup, so the demo restarts itself with PASSIVE
   // to give the dense baseline its better setting.

@@ -29,8 +29,8 @@ TEST(LayerDensities, ErdosRenyiKernelKeepsBudget) {
   absl::StatusOr<std::vector<double>> densities =
       LayerDensities(shapes, 0.9, SparsityDistribution::kErdosRenyiKernel);
   ASSERT_TRUE(densities.ok()) << densities.status();
-  // The small output layer would pass density 1 and is made dense; the large layer takes the
-  // rest of the 10% budget: (0.1 * 203264 - 2560) / 200704.
+  // The small output layer would pass density 1, so it is made dense. The large layer takes
+  // the rest of the 10% budget: (0.1 * 203264 - 2560) / 200704.
   EXPECT_DOUBLE_EQ((*densities)[1], 1.0);
   EXPECT_NEAR((*densities)[0], (0.1 * 203264 - 2560) / 200704.0, 1e-12);
 }

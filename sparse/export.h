@@ -16,7 +16,7 @@
 //
 // The exported file needs the polaris operators: C++ programs link //sparse:ops, Python loads
 // libpolaris_sparse_ops.so with torch.ops.load_library. Its forward is the inlined forward
-// graph of `model` with the rewritten layers; the replaced weights of the layer submodules
+// graph of `model` with the rewritten layers. The replaced weights of the layer submodules
 // become empty tensors, so a submodule's own forward (model.fc1(x)) no longer runs.
 #ifndef POLARIS_SPARSE_EXPORT_H_
 #define POLARIS_SPARSE_EXPORT_H_

@@ -41,7 +41,7 @@ torch::jit::Module PrunedMlp(double sparsity) {
   return model;
 }
 
-// Forces a sparse kernel wherever one applies, whatever the timings say.
+// Forces a sparse kernel wherever one applies, whatever the timings are.
 SparseExportOptions AlwaysSparse() {
   SparseExportOptions options;
   options.min_speedup = 1e-9;

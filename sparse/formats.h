@@ -15,7 +15,7 @@
 //   POLARIS_ASSIGN_OR_RETURN(at::Tensor back, ToDense(csr));  // == weight * (mask != 0)
 //
 // All tensors are contiguous CPU tensors: indices int32 (uint8 for N:M positions), values
-// float32. Every function here returns errors as absl::Status and never throws.
+// float32. Every function here catches LibTorch's exceptions and returns absl::Status.
 #ifndef POLARIS_SPARSE_FORMATS_H_
 #define POLARIS_SPARSE_FORMATS_H_
 

@@ -8,10 +8,9 @@
 //   POLARIS_ASSIGN_OR_RETURN(CsrMatrix w, ToCsr(linear_weight));
 //   POLARIS_ASSIGN_OR_RETURN(at::Tensor y, SparseLinear(x, w, bias));  // x: [batch, in]
 //
-// Speed: on a 1024 -> 1024 layer at batch 64 the CSR kernel does about 4 cycles of work per
-// stored weight, so it beats dense OpenBLAS from roughly 60-70% sparsity upwards; measured
-// ratios are in the kernels_benchmark target. Results are bitwise independent of the thread
-// count, because threads split rows and each row is summed in storage order.
+// Speed: the kernels_benchmark target times each format against dense torch::linear in one
+// binary, and sparse/BENCHMARKS.md records measured ratios. Results are bitwise independent of
+// the thread count, because threads split rows and each row is summed in storage order.
 #ifndef POLARIS_SPARSE_KERNELS_H_
 #define POLARIS_SPARSE_KERNELS_H_
 

@@ -6,8 +6,8 @@
 // rounding error is bounded by about n * eps * S in the worst case and behaves like
 // sqrt(n) * eps * S for random data, where S = |bias| + sum |w| |x| (the same reference run on
 // absolute values). The tolerance eps * (4 sqrt(depth) + 2) * S keeps a margin above the
-// random-data behaviour; the mean signed error, which rounding does not bias, must stay far
-// below it. NaN fails every comparison.
+// random-data behaviour. The mean signed error must stay far below it, because rounding does
+// not bias it. NaN fails every comparison.
 #include "sparse/kernels.h"
 
 #include <cmath>
