@@ -233,21 +233,26 @@ std::vector<Variant> SparseVariants(const LayerSite& site, const at::Tensor& wei
     params.dilation_height = site.dilation[0];
     params.dilation_width = site.dilation[1];
     const CsrMatrix matrix = *csr;
-    Variant variant;
-    variant.format = "csr";
-    variant.run = [matrix, params, bias](const at::Tensor& x) {
-      return internal::CsrConv2d(x, matrix, params, bias, internal::BestKernelIsa());
-    };
-    variant.bytes = StorageBytes(matrix);
-    variant.call = absl::StrCat(
-        "polaris.sparse_conv2d_csr($input, self.$prefix_row_offsets, "
-        "self.$prefix_column_indices, self.$prefix_values, $bias, ",
-        FormatList({params.kernel_height, params.kernel_width}), ", ", FormatList(site.stride),
-        ", ", FormatList(site.padding), ", ", FormatList(site.dilation), ")");
-    variant.attributes = {{"row_offsets", matrix.row_offsets},
-                          {"column_indices", matrix.column_indices},
-                          {"values", matrix.values}};
-    variants.push_back(variant);
+    for (ConvMethod method : {ConvMethod::kIm2col, ConvMethod::kDirect}) {
+      const bool direct = method == ConvMethod::kDirect;
+      Variant variant;
+      variant.format = direct ? "csr-direct" : "csr";
+      variant.run = [matrix, params, bias, method](const at::Tensor& x) {
+        return internal::CsrConv2d(x, matrix, params, bias, internal::BestKernelIsa(), method);
+      };
+      variant.bytes = StorageBytes(matrix);
+      variant.call = absl::StrCat(
+          direct ? "polaris.sparse_conv2d_csr_direct" : "polaris.sparse_conv2d_csr",
+          "($input, self.$prefix_row_offsets, self.$prefix_column_indices, self.$prefix_values, "
+          "$bias, ",
+          FormatList({params.kernel_height, params.kernel_width}), ", ",
+          FormatList(site.stride), ", ", FormatList(site.padding), ", ",
+          FormatList(site.dilation), ")");
+      variant.attributes = {{"row_offsets", matrix.row_offsets},
+                            {"column_indices", matrix.column_indices},
+                            {"values", matrix.values}};
+      variants.push_back(variant);
+    }
     return variants;
   }
 

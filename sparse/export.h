@@ -80,7 +80,7 @@ struct LayerExportDecision {
   std::string kind;
   // Fraction of zeros in the weight.
   double sparsity = 0;
-  // "csr", "bsr4x4", "nm2:4" for a sparse kernel; "dense-bitmap" for a dense layer whose
+  // "csr", "bsr4x4", "nm2:4", "csr-direct" (convolution without im2col) for a sparse kernel; "dense-bitmap" for a dense layer whose
   // weight is stored as bitmap plus values; "dense" for one stored unchanged.
   std::string format;
   // Median milliseconds of the dense layer and of the fastest sparse format at the options'

@@ -268,7 +268,7 @@ at::Tensor NmLinear(const at::Tensor& input, const NmMatrix& weight, const at::T
 }
 
 at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Conv2dParams& params,
-                     const at::Tensor& bias, KernelIsa isa) {
+                     const at::Tensor& bias, KernelIsa isa, ConvMethod method) {
   CheckIsa(isa);
   CheckCsr(weight);
   CheckFloatTensor(input, "input");
@@ -326,6 +326,23 @@ at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Con
     return isa == KernelIsa::kAvx512 ? CsrSpmmAvx512(view, io, begin, end)
                                      : CsrSpmmPortable(view, io, begin, end);
   };
+  const ConvGeometry geometry{input.size(1),          height,
+                              width,                  out_height,
+                              out_width,              params.kernel_height,
+                              params.kernel_width,    params.stride_height,
+                              params.stride_width,    params.padding_height,
+                              params.padding_width,   params.dilation_height,
+                              params.dilation_width};
+  const bool direct = method == ConvMethod::kDirect;
+  auto run_direct = [&](int64_t image, int64_t begin, int64_t end) {
+    const float* image_data = x.data_ptr<float>() + image * input.size(1) * height * width;
+    float* output_data = output.data_ptr<float>() + image * weight.rows * pixels;
+    return isa == KernelIsa::kAvx512
+               ? CsrConvDirectAvx512(view, geometry, image_data, bias_data, output_data, begin,
+                                     end)
+               : CsrConvDirectPortable(view, geometry, image_data, bias_data, output_data, begin,
+                                       end);
+  };
 
   std::atomic<bool> corrupt{false};
   const int threads = at::get_num_threads();
@@ -333,7 +350,9 @@ at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Con
     // Enough images for every thread: each thread unfolds and multiplies whole images.
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
       for (int64_t image = begin; image < end; ++image) {
-        if (!run(unfold(image), image, 0, weight.rows)) corrupt = true;
+        const bool ok = direct ? run_direct(image, 0, weight.rows)
+                               : run(unfold(image), image, 0, weight.rows);
+        if (!ok) corrupt = true;
       }
     });
   } else {
@@ -341,9 +360,10 @@ at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Con
     const std::vector<int64_t> bounds = BalancedSplit(
         weight.rows, threads, [offsets](int64_t row) { return offsets[row] + kRowCost * row; });
     for (int64_t image = 0; image < batch; ++image) {
-      const at::Tensor columns = unfold(image);
+      const at::Tensor columns = direct ? at::Tensor() : unfold(image);
       ParallelRanges(bounds, [&](int64_t begin, int64_t end) {
-        if (!run(columns, image, begin, end)) corrupt = true;
+        const bool ok = direct ? run_direct(image, begin, end) : run(columns, image, begin, end);
+        if (!ok) corrupt = true;
       });
     }
   }
@@ -376,9 +396,10 @@ absl::StatusOr<at::Tensor> SparseLinear(const at::Tensor& input, const NmMatrix&
 }
 
 absl::StatusOr<at::Tensor> SparseConv2d(const at::Tensor& input, const CsrMatrix& weight,
-                                        const Conv2dParams& params, const at::Tensor& bias) {
+                                        const Conv2dParams& params, const at::Tensor& bias,
+                                        ConvMethod method) {
   return CallTorch("sparse conv2d (CSR)", [&] {
-    return internal::CsrConv2d(input, weight, params, bias, internal::BestKernelIsa());
+    return internal::CsrConv2d(input, weight, params, bias, internal::BestKernelIsa(), method);
   });
 }
 

@@ -45,15 +45,24 @@ absl::StatusOr<at::Tensor> SparseLinear(const at::Tensor& input, const BsrMatrix
 absl::StatusOr<at::Tensor> SparseLinear(const at::Tensor& input, const NmMatrix& weight,
                                         const at::Tensor& bias = {});
 
+// How SparseConv2d computes a convolution.
+enum class ConvMethod {
+  // Unfold each image (im2col) and multiply it by the sparse weight: good at lower sparsity.
+  kIm2col,
+  // Add each stored weight times the shifted input plane to its output plane, without
+  // unfolding: good at high sparsity, where unfolding costs more than the products.
+  kDirect,
+};
+
 // 2-D convolution of `input` [batch, in_channels, height, width] (float32) with the weight
 // [out_channels, in_channels, kernel_height, kernel_width] stored as the CSR matrix
-// [out_channels, in_channels * kernel_height * kernel_width] (ToCsr flattens it so). Each
-// image is unfolded (im2col) and multiplied by the sparse weight.
+// [out_channels, in_channels * kernel_height * kernel_width] (ToCsr flattens it so).
 // Errors: kInvalidArgument for dtype or shape mismatches, non-positive strides or dilations,
 // negative padding, or an output that would be empty.
 absl::StatusOr<at::Tensor> SparseConv2d(const at::Tensor& input, const CsrMatrix& weight,
                                         const Conv2dParams& params,
-                                        const at::Tensor& bias = {});
+                                        const at::Tensor& bias = {},
+                                        ConvMethod method = ConvMethod::kDirect);
 
 namespace internal {
 
@@ -73,7 +82,7 @@ at::Tensor BsrLinear(const at::Tensor& input, const BsrMatrix& weight, const at:
 at::Tensor NmLinear(const at::Tensor& input, const NmMatrix& weight, const at::Tensor& bias,
                     KernelIsa isa);
 at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Conv2dParams& params,
-                     const at::Tensor& bias, KernelIsa isa);
+                     const at::Tensor& bias, KernelIsa isa, ConvMethod method);
 
 }  // namespace internal
 }  // namespace polaris::sparse

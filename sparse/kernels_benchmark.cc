@@ -62,7 +62,7 @@ void RunAgainstDense(benchmark::State& state, const at::Tensor& dense_weight, Sp
   const at::Tensor input = at::randn({batch, kFeatures});
   const at::Tensor bias = at::randn({kFeatures});
   const double dense_seconds =
-      MedianSeconds([&] { benchmark::DoNotOptimize(at::linear(input, dense_weight, bias)); }, 30);
+      MedianSeconds([&] { benchmark::DoNotOptimize(at::linear(input, dense_weight, bias)); }, 11);
 
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) benchmark::DoNotOptimize(sparse(input, bias));

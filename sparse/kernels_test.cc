@@ -224,16 +224,19 @@ TEST(CsrConv2d, MatchesReferenceOverGeometries) {
       {4, 2, 3, 6, 6, {3, 3, 1, 1, 1, 1}, 1.0},
   };
   for (KernelIsa isa : AvailableIsas()) {
+   for (ConvMethod method : {ConvMethod::kIm2col, ConvMethod::kDirect}) {
     for (size_t i = 0; i < cases.size(); ++i) {
       const ConvCase& c = cases[i];
-      SCOPED_TRACE(::testing::Message() << IsaName(isa) << " case " << i);
+      SCOPED_TRACE(::testing::Message()
+                   << IsaName(isa) << (method == ConvMethod::kDirect ? " direct" : " im2col")
+                   << " case " << i);
       const int64_t depth = c.in_channels * c.params.kernel_height * c.params.kernel_width;
       const at::Tensor dense = RandomSparseWeight(c.out_channels, depth, c.sparsity, i);
       const CsrMatrix weight = *ToCsr(dense);
       const at::Tensor input =
           at::randn({c.batch, c.in_channels, c.height, c.width}, Generator(100 + i));
       const at::Tensor bias = at::randn({c.out_channels}, Generator(200 + i));
-      const at::Tensor actual = internal::CsrConv2d(input, weight, c.params, bias, isa);
+      const at::Tensor actual = internal::CsrConv2d(input, weight, c.params, bias, isa, method);
       const at::Tensor expected = Conv2dReference(input, weight, c.params, bias);
       const at::Tensor scale =
           Conv2dReference(input.abs(), AbsoluteValues(weight), c.params, bias.abs());
@@ -249,6 +252,7 @@ TEST(CsrConv2d, MatchesReferenceOverGeometries) {
           {c.params.dilation_height, c.params.dilation_width});
       EXPECT_TRUE(at::allclose(torch_output, expected, 1e-4, 1e-4));
     }
+   }
   }
 }
 
@@ -274,17 +278,22 @@ TEST(SparseKernels, ThreadsGiveBitwiseEqualResults) {
     for (int64_t batch : {1, 3, 64}) {
       const at::Tensor x = at::randn({batch, 300}, Generator(batch));
       const at::Tensor image = at::randn({batch, 16, 12, 12}, Generator(batch + 1));
-      at::Tensor one_thread[3];
+      at::Tensor one_thread[4];
       {
         ThreadCount threads(1);
         one_thread[0] = internal::CsrLinear(x, csr, {}, isa);
         one_thread[1] = internal::BsrLinear(x, bsr, {}, isa);
-        one_thread[2] = internal::CsrConv2d(image, conv, params, {}, isa);
+        one_thread[2] = internal::CsrConv2d(image, conv, params, {}, isa, ConvMethod::kIm2col);
+        one_thread[3] = internal::CsrConv2d(image, conv, params, {}, isa, ConvMethod::kDirect);
       }
       ThreadCount threads(2);
       EXPECT_TRUE(at::equal(one_thread[0], internal::CsrLinear(x, csr, {}, isa))) << batch;
       EXPECT_TRUE(at::equal(one_thread[1], internal::BsrLinear(x, bsr, {}, isa))) << batch;
-      EXPECT_TRUE(at::equal(one_thread[2], internal::CsrConv2d(image, conv, params, {}, isa)))
+      EXPECT_TRUE(at::equal(one_thread[2], internal::CsrConv2d(image, conv, params, {}, isa,
+                                                               ConvMethod::kIm2col)))
+          << batch;
+      EXPECT_TRUE(at::equal(one_thread[3], internal::CsrConv2d(image, conv, params, {}, isa,
+                                                               ConvMethod::kDirect)))
           << batch;
     }
   }
@@ -340,6 +349,14 @@ TEST(SparseConv2d, RejectsBadGeometry) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(SparseConv2d(at::ones({1, 2, 8, 8}), weight, {3, 3, 0, 1}).status().code(),
             absl::StatusCode::kInvalidArgument);
+
+  CsrMatrix corrupt = weight;
+  corrupt.column_indices = weight.column_indices.clone();
+  corrupt.column_indices[0] = 1000;
+  for (ConvMethod method : {ConvMethod::kIm2col, ConvMethod::kDirect}) {
+    EXPECT_EQ(SparseConv2d(at::ones({2, 2, 8, 8}), corrupt, {3, 3}, {}, method).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
 }
 
 }  // namespace

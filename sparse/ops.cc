@@ -13,6 +13,9 @@
 //   polaris::sparse_conv2d_csr(Tensor input, Tensor row_offsets, Tensor column_indices,
 //                              Tensor values, Tensor? bias, int[] kernel_size, int[] stride,
 //                              int[] padding, int[] dilation) -> Tensor
+//       (im2col, then a sparse product)
+//   polaris::sparse_conv2d_csr_direct(same arguments) -> Tensor
+//       (each stored weight times the shifted input plane, no im2col)
 //   polaris::sparse_densify_bitmap(Tensor values, Tensor bitmap, int[] shape) -> Tensor
 //
 // Bad arguments (from a damaged file, say) raise a ValueError naming the problem; the kernels
@@ -73,16 +76,16 @@ at::Tensor SparseLinearNm(const at::Tensor& input, const at::Tensor& values,
 }
 
 std::pair<int64_t, int64_t> Pair(c10::IntArrayRef values, const char* name) {
-  TORCH_CHECK_VALUE(values.size() == 2, "polaris::sparse_conv2d_csr: ", name,
+  TORCH_CHECK_VALUE(values.size() == 2, "polaris sparse conv2d: ", name,
                     " must have 2 elements, got ", values);
   return {values[0], values[1]};
 }
 
-at::Tensor SparseConv2dCsr(const at::Tensor& input, const at::Tensor& row_offsets,
-                           const at::Tensor& column_indices, const at::Tensor& values,
-                           const c10::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
-                           c10::IntArrayRef stride, c10::IntArrayRef padding,
-                           c10::IntArrayRef dilation) {
+at::Tensor SparseConv2d(const at::Tensor& input, const at::Tensor& row_offsets,
+                        const at::Tensor& column_indices, const at::Tensor& values,
+                        const c10::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
+                        c10::IntArrayRef stride, c10::IntArrayRef padding,
+                        c10::IntArrayRef dilation, ConvMethod method) {
   TORCH_CHECK_VALUE(row_offsets.dim() == 1 && row_offsets.numel() >= 1,
                     "polaris::sparse_conv2d_csr: row_offsets must be 1-D with at least one "
                     "element, got shape ", row_offsets.sizes());
@@ -99,7 +102,25 @@ at::Tensor SparseConv2dCsr(const at::Tensor& input, const at::Tensor& row_offset
                     "polaris::sparse_conv2d_csr: kernel sizes must be positive, got ",
                     kernel_size);
   return internal::CsrConv2d(input, weight, params, BiasOrUndefined(bias),
-                             internal::BestKernelIsa());
+                             internal::BestKernelIsa(), method);
+}
+
+at::Tensor SparseConv2dCsr(const at::Tensor& input, const at::Tensor& row_offsets,
+                           const at::Tensor& column_indices, const at::Tensor& values,
+                           const c10::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
+                           c10::IntArrayRef stride, c10::IntArrayRef padding,
+                           c10::IntArrayRef dilation) {
+  return SparseConv2d(input, row_offsets, column_indices, values, bias, kernel_size, stride,
+                      padding, dilation, ConvMethod::kIm2col);
+}
+
+at::Tensor SparseConv2dCsrDirect(const at::Tensor& input, const at::Tensor& row_offsets,
+                                 const at::Tensor& column_indices, const at::Tensor& values,
+                                 const c10::optional<at::Tensor>& bias,
+                                 c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                                 c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  return SparseConv2d(input, row_offsets, column_indices, values, bias, kernel_size, stride,
+                      padding, dilation, ConvMethod::kDirect);
 }
 
 at::Tensor SparseDensifyBitmap(const at::Tensor& values, const at::Tensor& bitmap,
@@ -131,6 +152,11 @@ TORCH_LIBRARY_FRAGMENT(polaris, m) {
       "Tensor values, Tensor? bias, int[] kernel_size, int[] stride, int[] padding, "
       "int[] dilation) -> Tensor",
       &SparseConv2dCsr);
+  m.def(
+      "sparse_conv2d_csr_direct(Tensor input, Tensor row_offsets, Tensor column_indices, "
+      "Tensor values, Tensor? bias, int[] kernel_size, int[] stride, int[] padding, "
+      "int[] dilation) -> Tensor",
+      &SparseConv2dCsrDirect);
   m.def("sparse_densify_bitmap(Tensor values, Tensor bitmap, int[] shape) -> Tensor",
         &SparseDensifyBitmap);
 }

@@ -14,8 +14,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <utility>
 
 #include "sparse/internal/spmm.h"
+
+namespace polaris::sparse::internal {
+#include "sparse/internal/direct_conv.inc"
+}  // namespace polaris::sparse::internal
 
 namespace polaris::sparse::internal {
 namespace {
@@ -351,6 +356,11 @@ bool BsrSpmmAvx512(const BsrView& w, const DenseOperands& io, int64_t block_row_
 
 bool NmSpmmAvx512(const NmView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end) {
   return ForEachColumnTile(NmRunner{w, io, row_begin, row_end}, io.columns);
+}
+
+bool CsrConvDirectAvx512(const CsrView& w, const ConvGeometry& geometry, const float* image,
+                         const float* bias, float* output, int64_t row_begin, int64_t row_end) {
+  return CsrConvDirectImpl(w, geometry, image, bias, output, row_begin, row_end);
 }
 
 }  // namespace polaris::sparse::internal

@@ -2,8 +2,13 @@
 // baseline x86-64 instruction set. They are the fallback on CPUs without AVX-512.
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "sparse/internal/spmm.h"
+
+namespace polaris::sparse::internal {
+#include "sparse/internal/direct_conv.inc"
+}  // namespace polaris::sparse::internal
 
 namespace polaris::sparse::internal {
 namespace {
@@ -112,6 +117,11 @@ bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin,
     }
   }
   return true;
+}
+
+bool CsrConvDirectPortable(const CsrView& w, const ConvGeometry& geometry, const float* image,
+                           const float* bias, float* output, int64_t row_begin, int64_t row_end) {
+  return CsrConvDirectImpl(w, geometry, image, bias, output, row_begin, row_end);
 }
 
 }  // namespace polaris::sparse::internal
