@@ -383,7 +383,7 @@ absl::StatusOr<LayerExportDecision> ExportLayer(torch::jit::Module& exported, Gr
     return decision;
   }
 
-  const std::optional<c10::IValue> bias_value = torch::jit::toIValue(site.node->input(2));
+  const c10::optional<c10::IValue> bias_value = torch::jit::toIValue(site.node->input(2));
   at::Tensor bias;
   if (std::optional<std::string> bias_path = GetAttrPath(site.node->input(2))) {
     POLARIS_ASSIGN_OR_RETURN(bias, FindTensor(exported, *bias_path));
@@ -478,6 +478,88 @@ def $0(self) -> Tensor:
   return decision;
 }
 
+// Returns the tensor at the attribute path of `value`, or an undefined tensor when `value` is
+// not a tensor attribute.
+at::Tensor AttributeTensor(const torch::jit::Module& model, const Value* value) {
+  std::optional<std::string> path = GetAttrPath(value);
+  if (!path.has_value()) return at::Tensor();
+  absl::StatusOr<at::Tensor> tensor = FindTensor(model, *path);
+  return tensor.ok() ? tensor->detach() : at::Tensor();
+}
+
+// Returns true when the boolean graph input `value` is false in inference: a constant false,
+// or a `training` attribute (false after eval()).
+bool IsInferenceFlag(const torch::jit::Module& model, const Value* value) {
+  // torch::jit::toIValue returns c10::optional. Keep that type: converting it to std::optional
+  // would wrap an empty result in a None IValue, because IValue converts from c10::optional.
+  if (c10::optional<c10::IValue> constant = torch::jit::toIValue(value)) {
+    return constant->isBool() && !constant->toBool();
+  }
+  std::optional<std::string> path = GetAttrPath(value);
+  if (!path.has_value()) return false;
+  const size_t dot = path->rfind('.');
+  const std::string name = dot == std::string::npos ? *path : path->substr(dot + 1);
+  if (name != "training") return false;
+  absl::StatusOr<torch::jit::Module> owner =
+      FindSubmodule(model, dot == std::string::npos ? "" : path->substr(0, dot));
+  return owner.ok() && !owner->is_training();
+}
+
+// Folds every aten::batch_norm that runs in inference mode on the output of a convolution
+// (used by nothing else) into that convolution: W' = W * s and b' = (b - mean) * s + beta per
+// output channel, with s = gamma / sqrt(running_var + eps). The folded weight replaces the
+// convolution's weight attribute; the folded bias becomes a new attribute of `model`. Layers
+// whose parameters are not plain attributes are left alone.
+absl::Status FoldBatchNorms(torch::jit::Module& model, Graph& graph) {
+  std::vector<Node*> norms;
+  for (Node* node : graph.nodes()) {
+    if (node->kind() == c10::aten::batch_norm) norms.push_back(node);
+  }
+  for (Node* norm : norms) {
+    Node* conv = norm->input(0)->node();
+    const bool is_conv =
+        conv->kind() == c10::aten::conv2d || conv->kind() == c10::aten::_convolution;
+    if (!is_conv || conv->output()->uses().size() != 1) continue;
+    // aten::batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
+    // eps, cudnn_enabled)
+    c10::optional<c10::IValue> eps = torch::jit::toIValue(norm->input(7));
+    const at::Tensor gamma = AttributeTensor(model, norm->input(1));
+    const at::Tensor beta = AttributeTensor(model, norm->input(2));
+    const at::Tensor mean = AttributeTensor(model, norm->input(3));
+    const at::Tensor variance = AttributeTensor(model, norm->input(4));
+    std::optional<std::string> weight_path = GetAttrPath(conv->input(1));
+    if (!eps.has_value() || !eps->isDouble() || !mean.defined() || !variance.defined() ||
+        !weight_path.has_value() || !IsInferenceFlag(model, norm->input(5))) {
+      continue;
+    }
+    POLARIS_ASSIGN_OR_RETURN(at::Tensor weight, FindTensor(model, *weight_path));
+    weight = weight.detach();
+    at::Tensor bias = AttributeTensor(model, conv->input(2));
+    if (!bias.defined() && !conv->input(2)->type()->cast<c10::NoneType>()) continue;
+
+    const at::Tensor scale =
+        (gamma.defined() ? gamma : at::ones_like(mean)) / at::sqrt(variance + eps->toDouble());
+    const at::Tensor folded_weight =
+        weight * scale.reshape({-1, 1, 1, 1}).to(weight.scalar_type());
+    const at::Tensor folded_bias =
+        ((bias.defined() ? bias : at::zeros_like(mean)) - mean) * scale +
+        (beta.defined() ? beta : at::zeros_like(mean));
+    POLARIS_RETURN_IF_ERROR(SetTensor(model, *weight_path, folded_weight));
+    const size_t dot = weight_path->rfind('.');
+    const std::string layer = dot == std::string::npos ? *weight_path : weight_path->substr(0, dot);
+    const std::string bias_name = AttributePrefix(model, layer) + "_folded_bias";
+    model.register_buffer(bias_name, folded_bias.contiguous());
+
+    torch::jit::WithInsertPoint guard(conv);
+    conv->replaceInput(2, graph.insertGetAttr(graph.inputs()[0], bias_name));
+    norm->output()->replaceAllUsesWith(conv->output());
+    // Dead-code elimination keeps batch_norm, whose schema lets it update the running
+    // statistics, so the folded node is removed here.
+    norm->destroy();
+  }
+  return absl::OkStatus();
+}
+
 // Largest absolute difference between the outputs of copies of `model` and `exported` on a
 // random batch, both in eval mode without gradients.
 absl::StatusOr<double> MaxOutputDifference(const torch::jit::Module& model,
@@ -541,6 +623,11 @@ absl::StatusOr<SparseExportResult> ExportSparseModel(const torch::jit::Module& m
   POLARIS_RETURN_IF_ERROR(CallTorch("rewriting the forward graph", [&]() -> absl::Status {
     std::shared_ptr<Graph> graph = exported.get_method("forward").graph();
     torch::jit::Inline(*graph);
+    exported.eval();
+    if (options.fold_batch_norm) {
+      POLARIS_RETURN_IF_ERROR(FoldBatchNorms(exported, *graph));
+      torch::jit::EliminateDeadCode(graph);
+    }
     const std::vector<LayerSite> sites = FindLayerSites(*graph);
     if (sites.empty()) {
       return absl::InvalidArgumentError(

@@ -67,6 +67,10 @@ struct SparseExportOptions {
   // Shape of one input example without the batch dimension; it is used to find the layers'
   // input shapes. Default: Fashion-MNIST, {1, 28, 28}.
   std::vector<int64_t> example_shape = {1, 28, 28};
+  // Fold each inference-mode BatchNorm that directly follows a Conv2d into the convolution's
+  // weight and bias first, as optimize_for_inference does for dense models. Scaling an output
+  // channel keeps its zeros, so the sparsity is unchanged.
+  bool fold_batch_norm = true;
   // Timing of each variant of each layer.
   LatencyOptions timing = {.warmup_runs = 3, .timed_runs = 15, .max_seconds = 1.0,
                            .min_timed_runs = 5};

@@ -8,6 +8,7 @@
 #include "ATen/TensorOperators.h"
 #include "ATen/core/grad_mode.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/evaluate.h"
 #include "core/graph_utils.h"
@@ -156,6 +157,17 @@ TEST(ExportSparseModel, ConvolutionsUseSparseKernel) {
                            "layer2.shortcut_conv.weight", "fc.weight"}) {
     PruneWeight(model, path, 0.8);
   }
+  // Trained-looking BatchNorm statistics, so that folding them changes the weights.
+  at::NoGradGuard no_grad;
+  for (const char* norm : {"bn1", "layer1.bn1", "layer1.bn2", "layer2.bn1", "layer2.bn2",
+                           "layer2.shortcut_bn"}) {
+    for (const char* name : {"weight", "bias", "running_mean"}) {
+      at::Tensor tensor = *FindTensor(model, absl::StrCat(norm, ".", name));
+      tensor.copy_(at::randn(tensor.sizes()) * 0.5);
+    }
+    at::Tensor variance = *FindTensor(model, absl::StrCat(norm, ".running_var"));
+    variance.copy_(at::rand(variance.sizes()) + 0.5);
+  }
   model.eval();
   absl::StatusOr<SparseExportResult> result = ExportSparseModel(model, AlwaysSparse());
   ASSERT_TRUE(result.ok()) << result.status();
@@ -167,6 +179,8 @@ TEST(ExportSparseModel, ConvolutionsUseSparseKernel) {
               HasOperator(result->model, "polaris::sparse_conv2d_csr_direct"))
       << absl::StrJoin(OperatorNames(result->model), " ");
   EXPECT_FALSE(HasOperator(result->model, "aten::conv2d"));
+  // BatchNorm was folded into the convolutions before they became sparse.
+  EXPECT_FALSE(HasOperator(result->model, "aten::batch_norm"));
   const at::Tensor input = at::randn({3, 1, 28, 28});
   EXPECT_TRUE(at::allclose(Forward(model, input), Forward(result->model, input), 1e-4, 1e-4));
   EXPECT_LT(result->size_after.file_bytes, result->size_before.file_bytes * 0.6);

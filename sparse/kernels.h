@@ -45,7 +45,7 @@ absl::StatusOr<at::Tensor> SparseLinear(const at::Tensor& input, const BsrMatrix
 absl::StatusOr<at::Tensor> SparseLinear(const at::Tensor& input, const NmMatrix& weight,
                                         const at::Tensor& bias = {});
 
-// How SparseConv2d computes a convolution.
+// Algorithm SparseConv2d uses for a convolution.
 enum class ConvMethod {
   // Unfold each image (im2col) and multiply it by the sparse weight: good at lower sparsity.
   kIm2col,
