@@ -2,7 +2,7 @@
 // of RigL training the Fashion-MNIST MLP at 90% sparsity against dense training with the same
 // budget, each next to its target.
 //
-//   bazel run --config=opt //sparse:demo                   # kernels, then about 3 minutes of training
+//   bazel run --config=opt //sparse:demo                  # kernels, then two MLP trainings
 //   bazel run --config=opt //sparse:demo -- --kernels_only
 #include <unistd.h>
 
@@ -33,8 +33,9 @@
 
 ABSL_FLAG(int, threads, 0, "Threads for LibTorch, OpenBLAS and the sparse kernels; 0 uses all.");
 ABSL_FLAG(bool, kernels_only, false, "Only measure the kernels, skip the RigL training.");
-ABSL_FLAG(int, epochs, 0, "Training epochs for both the dense and the RigL MLP; 0 uses the "
-                          "MLP's default recipe (10).");
+ABSL_FLAG(int, epochs, 0,
+          "Training epochs for both the dense and the RigL MLP; 0 uses the "
+          "MLP's default recipe (10).");
 ABSL_FLAG(int, rounds, 7, "Rounds of alternating dense and sparse timings per kernel case.");
 
 namespace {
@@ -79,12 +80,12 @@ void MeasureCase(const KernelCase& kernel, const std::function<void()>& dense, i
   const double median = speedups[speedups.size() / 2];
   std::string verdict = "";
   if (kernel.target > 0) {
-    verdict = absl::StrCat(median >= kernel.target ? "meets" : "MISSES", " target ",
-                           kernel.target, "x");
+    verdict =
+        absl::StrCat(median >= kernel.target ? "meets" : "MISSES", " target ", kernel.target, "x");
   }
   std::printf("  %-34s dense %7.3f ms  sparse %7.3f ms  speedup %5.2fx (rounds %.2f-%.2f)  %s\n",
-              kernel.name.c_str(), dense_ms, sparse_ms, median, speedups.front(),
-              speedups.back(), verdict.c_str());
+              kernel.name.c_str(), dense_ms, sparse_ms, median, speedups.front(), speedups.back(),
+              verdict.c_str());
 }
 
 // A [1024, 1024] weight with the given fraction of zeros, by element or by whole blocks.
@@ -100,9 +101,10 @@ absl::Status RunKernels(int rounds) {
   at::manual_seed(1);
   const at::Tensor input = at::randn({kBatch, kFeatures});
   const at::Tensor bias = at::randn({kFeatures});
-  std::printf("Sparse Linear 1024 -> 1024, batch %lld, %d threads, against dense fp32 "
-              "torch::linear (OpenBLAS); median of %d rounds\n",
-              static_cast<long long>(kBatch), at::get_num_threads(), rounds);
+  std::printf(
+      "Sparse Linear 1024 -> 1024, batch %lld, %d threads, against dense fp32 "
+      "torch::linear (OpenBLAS); median of %d rounds\n",
+      static_cast<long long>(kBatch), at::get_num_threads(), rounds);
   using polaris::sparse::BsrMatrix;
   using polaris::sparse::CsrMatrix;
   const at::Tensor weight90 = SparseWeight(0.9, 1, 1);
@@ -141,22 +143,27 @@ absl::Status RunRigL(int epochs) {
     sparsity { method: SPARSE_TRAINING_RIGL sparsity: 0.9 update_interval: 100 }
     export { batch_size: 64 }
     train_dense_baseline: true
-  )", "demo config"));
+  )",
+                                                              "demo config"));
   polaris::TrainOptions defaults = polaris::DefaultTrainOptions(polaris::ReferenceModel::kMlp);
   if (epochs > 0) defaults.epochs = epochs;
-  std::printf("\nRigL on the Fashion-MNIST MLP at 90%% sparsity (Erdos-Renyi-Kernel) against "
-              "dense training, both %d epochs with the same recipe\n", defaults.epochs);
-  POLARIS_ASSIGN_OR_RETURN(torch::jit::Module model,
-                           polaris::MakeReferenceModel(polaris::ReferenceModel::kMlp,
-                                                       defaults.seed));
+  std::printf(
+      "\nRigL on the Fashion-MNIST MLP at 90%% sparsity (Erdos-Renyi-Kernel) against "
+      "dense training, both %d epochs with the same recipe\n",
+      defaults.epochs);
+  POLARIS_ASSIGN_OR_RETURN(
+      torch::jit::Module model,
+      polaris::MakeReferenceModel(polaris::ReferenceModel::kMlp, defaults.seed));
   POLARIS_ASSIGN_OR_RETURN(
       polaris::sparse::SparseTrainingRun run,
       polaris::sparse::RunSparseTraining(model, train, test, config, defaults, "mlp"));
   std::printf("%s", polaris::sparse::FormatSparseResult(run.result).c_str());
-  const double gap = 100 * (run.result.dense_accuracy().accuracy() -
-                            run.result.sparse_accuracy().accuracy());
-  std::printf("RigL is %.2f points below dense on the full test set: %s the target of at most "
-              "1.5 points\n", gap, gap <= 1.5 ? "meets" : "MISSES");
+  const double gap =
+      100 * (run.result.dense_accuracy().accuracy() - run.result.sparse_accuracy().accuracy());
+  std::printf(
+      "RigL is %.2f points below dense on the full test set: %s the target of at most "
+      "1.5 points\n",
+      gap, gap <= 1.5 ? "meets" : "MISSES");
   return absl::OkStatus();
 }
 
@@ -166,8 +173,9 @@ absl::Status Run() {
   POLARIS_RETURN_IF_ERROR(polaris::SetThreads(threads));
   std::printf("OMP_WAIT_POLICY=%s\n", std::getenv("OMP_WAIT_POLICY"));
   if (polaris::ReferenceBlasActive()) {
-    std::printf("warning: LibTorch uses Debian's reference BLAS; dense timings are meaningless. "
-                "Run ./bazelw once to switch to OpenBLAS.\n");
+    std::printf(
+        "warning: LibTorch uses Debian's reference BLAS; dense timings are meaningless. "
+        "Run ./bazelw once to switch to OpenBLAS.\n");
   }
   POLARIS_RETURN_IF_ERROR(RunKernels(std::max(1, absl::GetFlag(FLAGS_rounds))));
   if (absl::GetFlag(FLAGS_kernels_only)) return absl::OkStatus();
@@ -185,8 +193,9 @@ int main(int argc, char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/1);
     execv("/proc/self/exe", argv);
-    std::fprintf(stderr, "warning: restarting with OMP_WAIT_POLICY=PASSIVE failed; dense "
-                         "timings may suffer from spinning OpenMP workers\n");
+    std::fprintf(stderr,
+                 "warning: restarting with OMP_WAIT_POLICY=PASSIVE failed; dense "
+                 "timings may suffer from spinning OpenMP workers\n");
   }
   absl::SetProgramUsageMessage(
       "Prints sparse kernel speedups and RigL against dense training.\n"

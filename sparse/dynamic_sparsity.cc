@@ -44,9 +44,9 @@ absl::Status ValidateOptions(const DynamicSparsityOptions& options, int64_t tota
   }
   if (options.example_shape.empty() ||
       *std::min_element(options.example_shape.begin(), options.example_shape.end()) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "example_shape must list the positive sizes of one input example, got [",
-        absl::StrJoin(options.example_shape, ", "), "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("example_shape must list the positive sizes of one input example, got [",
+                     absl::StrJoin(options.example_shape, ", "), "]"));
   }
   if (total_steps < 1) {
     return absl::InvalidArgumentError(
@@ -79,9 +79,12 @@ absl::StatusOr<torch::jit::Module> CopyForTraining(const torch::jit::Module& mod
 
 std::string MethodName(DynamicSparsityMethod method) {
   switch (method) {
-    case DynamicSparsityMethod::kStatic: return "static";
-    case DynamicSparsityMethod::kSet: return "set";
-    case DynamicSparsityMethod::kRigL: return "rigl";
+    case DynamicSparsityMethod::kStatic:
+      return "static";
+    case DynamicSparsityMethod::kSet:
+      return "set";
+    case DynamicSparsityMethod::kRigL:
+      return "rigl";
   }
   return "unknown";
 }
@@ -94,17 +97,16 @@ std::string DropScheduleName(DropSchedule schedule) {
   return schedule == DropSchedule::kCosine ? "cosine" : "constant";
 }
 
-absl::StatusOr<std::vector<double>> LayerDensities(
-    const std::vector<std::vector<int64_t>>& shapes, double sparsity,
-    SparsityDistribution distribution) {
+absl::StatusOr<std::vector<double>> LayerDensities(const std::vector<std::vector<int64_t>>& shapes,
+                                                   double sparsity,
+                                                   SparsityDistribution distribution) {
   if (!(sparsity >= 0 && sparsity < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sparsity must lie in [0, 1), got ", sparsity));
+    return absl::InvalidArgumentError(absl::StrCat("sparsity must lie in [0, 1), got ", sparsity));
   }
   for (const std::vector<int64_t>& shape : shapes) {
     if (shape.empty() || *std::min_element(shape.begin(), shape.end()) < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "weight shape [", absl::StrJoin(shape, ", "), "] has no elements"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("weight shape [", absl::StrJoin(shape, ", "), "] has no elements"));
     }
   }
   std::vector<double> densities(shapes.size(), 1.0 - sparsity);
@@ -164,10 +166,10 @@ absl::StatusOr<std::unique_ptr<DynamicSparsity>> DynamicSparsity::Create(
     return Annotate(analysis.status(), "dynamic sparsity: finding the layers to sparsify");
   }
 
-  const int64_t end_step =
-      options.end_step > 0
-          ? options.end_step
-          : static_cast<int64_t>(std::floor(options.end_fraction * static_cast<double>(total_steps)));
+  const int64_t end_step = options.end_step > 0
+                               ? options.end_step
+                               : static_cast<int64_t>(std::floor(options.end_fraction *
+                                                                 static_cast<double>(total_steps)));
   std::unique_ptr<DynamicSparsity> sparsity(new DynamicSparsity(options, end_step));
   std::set<std::string> dense_layers(options.dense_layers.begin(), options.dense_layers.end());
   std::set<std::string> seen;
@@ -185,9 +187,9 @@ absl::StatusOr<std::unique_ptr<DynamicSparsity>> DynamicSparsity::Create(
     shapes.emplace_back(weight.sizes().begin(), weight.sizes().end());
   }
   if (!dense_layers.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "dense_layers names no Linear or Conv2d layer of the model: ",
-        absl::StrJoin(dense_layers, ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dense_layers names no Linear or Conv2d layer of the model: ",
+                     absl::StrJoin(dense_layers, ", ")));
   }
   if (sparsity->layers_.empty()) {
     return absl::InvalidArgumentError(
@@ -207,7 +209,8 @@ absl::StatusOr<std::unique_ptr<DynamicSparsity>> DynamicSparsity::Create(
           elements);
       layer.target_sparsity = 1.0 - static_cast<double>(layer.active) / elements;
       const at::Tensor chosen = at::randperm(elements, generator).slice(0, 0, layer.active);
-      layer.mask = at::zeros({elements}, at::kBool).index_fill_(0, chosen, true)
+      layer.mask = at::zeros({elements}, at::kBool)
+                       .index_fill_(0, chosen, true)
                        .reshape(layer.weight.sizes());
       layer.weight.masked_fill_(layer.mask.logical_not(), 0.0);
     }

@@ -90,9 +90,9 @@ struct DynamicSparsityOptions {
 // Returns the density (1 - sparsity) of each layer with weight shapes `shapes` so that the
 // layers together keep (1 - sparsity) of their weights. Errors: kInvalidArgument when sparsity
 // lies outside [0, 1) or a shape is empty or has a non-positive dimension.
-absl::StatusOr<std::vector<double>> LayerDensities(
-    const std::vector<std::vector<int64_t>>& shapes, double sparsity,
-    SparsityDistribution distribution);
+absl::StatusOr<std::vector<double>> LayerDensities(const std::vector<std::vector<int64_t>>& shapes,
+                                                   double sparsity,
+                                                   SparsityDistribution distribution);
 
 // One sparsified layer.
 struct SparseLayerState {

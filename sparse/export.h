@@ -55,8 +55,7 @@ struct SparseExportOptions {
   // Layers whose weights have a smaller fraction of zeros stay dense and uncompressed.
   double min_sparsity = 0.3;
   // Formats tried for the sparse kernel. Empty: every layer stays dense (compactly stored).
-  std::vector<SparseFormat> formats = {SparseFormat::kCsr, SparseFormat::kBsr,
-                                       SparseFormat::kNm};
+  std::vector<SparseFormat> formats = {SparseFormat::kCsr, SparseFormat::kBsr, SparseFormat::kNm};
   int64_t block_rows = 4;
   int64_t block_columns = 4;
   int n = 2;
@@ -72,8 +71,8 @@ struct SparseExportOptions {
   // channel keeps its zeros, so the sparsity is unchanged.
   bool fold_batch_norm = true;
   // Timing of each variant of each layer.
-  LatencyOptions timing = {.warmup_runs = 3, .timed_runs = 15, .max_seconds = 1.0,
-                           .min_timed_runs = 5};
+  LatencyOptions timing = {
+      .warmup_runs = 3, .timed_runs = 15, .max_seconds = 1.0, .min_timed_runs = 5};
 };
 
 // The export decision for one layer, with the measurements behind it.
@@ -84,8 +83,9 @@ struct LayerExportDecision {
   std::string kind;
   // Fraction of zeros in the weight.
   double sparsity = 0;
-  // "csr", "bsr4x4", "nm2:4", "csr-direct" (convolution without im2col) for a sparse kernel; "dense-bitmap" for a dense layer whose
-  // weight is stored as bitmap plus values; "dense" for one stored unchanged.
+  // Format of a sparse kernel: "csr", "bsr4x4", "nm2:4", or "csr-direct" (convolution
+  // without im2col). A dense layer is "dense-bitmap" when its weight is stored as bitmap plus
+  // values, and "dense" when it is stored unchanged.
   std::string format;
   // Median milliseconds of the dense layer and of the fastest sparse format at the options'
   // batch size. Both are 0 when no sparse format was timed.

@@ -32,7 +32,8 @@ void PruneWeight(torch::jit::Module& model, const std::string& path, double spar
   at::Tensor weight = *FindTensor(model, path);
   at::NoGradGuard no_grad;
   const int64_t pruned = static_cast<int64_t>(sparsity * weight.numel());
-  const at::Tensor threshold = std::get<0>(weight.abs().flatten().kthvalue(std::max<int64_t>(pruned, 1)));
+  const at::Tensor threshold =
+      std::get<0>(weight.abs().flatten().kthvalue(std::max<int64_t>(pruned, 1)));
   weight.mul_(weight.abs().gt(threshold));
 }
 
@@ -150,17 +151,16 @@ TEST(ExportSparseModel, LeavesCallersModelUnchanged) {
 }
 
 TEST(ExportSparseModel, ConvolutionsUseSparseKernel) {
-  torch::jit::Module model =
-      *MakeReferenceModel(ReferenceModel::kResidualCnn, testing::TestSeed());
-  for (const char* path : {"conv1.weight", "layer1.conv1.weight", "layer1.conv2.weight",
-                           "layer2.conv1.weight", "layer2.conv2.weight",
-                           "layer2.shortcut_conv.weight", "fc.weight"}) {
+  torch::jit::Module model = *MakeReferenceModel(ReferenceModel::kResidualCnn, testing::TestSeed());
+  for (const char* path :
+       {"conv1.weight", "layer1.conv1.weight", "layer1.conv2.weight", "layer2.conv1.weight",
+        "layer2.conv2.weight", "layer2.shortcut_conv.weight", "fc.weight"}) {
     PruneWeight(model, path, 0.8);
   }
   // Trained-looking BatchNorm statistics, so that folding them changes the weights.
   at::NoGradGuard no_grad;
-  for (const char* norm : {"bn1", "layer1.bn1", "layer1.bn2", "layer2.bn1", "layer2.bn2",
-                           "layer2.shortcut_bn"}) {
+  for (const char* norm :
+       {"bn1", "layer1.bn1", "layer1.bn2", "layer2.bn1", "layer2.bn2", "layer2.shortcut_bn"}) {
     for (const char* name : {"weight", "bias", "running_mean"}) {
       at::Tensor tensor = *FindTensor(model, absl::StrCat(norm, ".", name));
       tensor.copy_(at::randn(tensor.sizes()) * 0.5);
@@ -202,20 +202,16 @@ TEST(ExportSparseModel, RejectsBadInput) {
   torch::jit::Module model = PrunedMlp(0.9);
   SparseExportOptions options = AlwaysSparse();
   options.batch_size = 0;
-  EXPECT_EQ(ExportSparseModel(model, options).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExportSparseModel(model, options).status().code(), absl::StatusCode::kInvalidArgument);
   options = AlwaysSparse();
   options.min_sparsity = 1.0;
-  EXPECT_EQ(ExportSparseModel(model, options).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExportSparseModel(model, options).status().code(), absl::StatusCode::kInvalidArgument);
   options = AlwaysSparse();
   options.n = 5;
-  EXPECT_EQ(ExportSparseModel(model, options).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExportSparseModel(model, options).status().code(), absl::StatusCode::kInvalidArgument);
   options = AlwaysSparse();
   options.example_shape = {3, 3};
-  EXPECT_EQ(ExportSparseModel(model, options).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExportSparseModel(model, options).status().code(), absl::StatusCode::kInvalidArgument);
 
   torch::jit::Module empty("__torch__.Empty");
   empty.register_attribute("training", c10::BoolType::get(), false);
@@ -237,8 +233,8 @@ TEST(ExportSparseModel, PythonPredictsSameClasses) {
   PruneWeight(cnn, "layer1.conv2.weight", 0.8);
   PruneWeight(cnn, "fc.weight", 0.9);
   cnn.eval();
-  const std::vector<std::pair<std::string, torch::jit::Module>> models = {
-      {"mlp", PrunedMlp(0.9)}, {"cnn", cnn}};
+  const std::vector<std::pair<std::string, torch::jit::Module>> models = {{"mlp", PrunedMlp(0.9)},
+                                                                          {"cnn", cnn}};
   for (const auto& [name, model] : models) {
     for (const SparseExportOptions& options : {AlwaysSparse(), NeverSparse()}) {
       SCOPED_TRACE(name + (options.formats.empty() ? " dense-bitmap" : " sparse"));

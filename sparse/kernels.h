@@ -60,8 +60,7 @@ enum class ConvMethod {
 // Errors: kInvalidArgument for dtype or shape mismatches, non-positive strides or dilations,
 // negative padding, or an output that would be empty.
 absl::StatusOr<at::Tensor> SparseConv2d(const at::Tensor& input, const CsrMatrix& weight,
-                                        const Conv2dParams& params,
-                                        const at::Tensor& bias = {},
+                                        const Conv2dParams& params, const at::Tensor& bias = {},
                                         ConvMethod method = ConvMethod::kDirect);
 
 namespace internal {

@@ -36,8 +36,8 @@ double MedianSeconds(Run&& run, int calls) {
   for (int i = 0; i < calls; ++i) {
     const auto start = std::chrono::steady_clock::now();
     run();
-    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                          .count());
+    seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::nth_element(seconds.begin(), seconds.begin() + calls / 2, seconds.end());
   return seconds[calls / 2];
@@ -86,7 +86,10 @@ void BM_DenseLinear(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(at::linear(input, weight, bias));
   state.SetItemsProcessed(state.iterations() * state.range(1));
 }
-BENCHMARK(BM_DenseLinear)->ArgNames({"sparsity", "batch"})->Args({0, 64})->Args({0, 1})
+BENCHMARK(BM_DenseLinear)
+    ->ArgNames({"sparsity", "batch"})
+    ->Args({0, 64})
+    ->Args({0, 1})
     ->UseRealTime();
 
 void BM_CsrLinear(benchmark::State& state) {
@@ -146,8 +149,8 @@ void BM_CsrConv2d(benchmark::State& state) {
   const at::Tensor input = at::randn({batch, 32, 28, 28});
   const Conv2dParams params{3, 3, 1, 1, 1, 1};
   const ConvMethod method = state.range(2) == 1 ? ConvMethod::kDirect : ConvMethod::kIm2col;
-  const double dense_seconds = MedianSeconds(
-      [&] { benchmark::DoNotOptimize(at::conv2d(input, weight, {}, 1, 1)); }, 11);
+  const double dense_seconds =
+      MedianSeconds([&] { benchmark::DoNotOptimize(at::conv2d(input, weight, {}, 1, 1)); }, 11);
 
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) benchmark::DoNotOptimize(*SparseConv2d(input, csr, params, {}, method));

@@ -23,8 +23,7 @@ at::Tensor LinearReference(const at::Tensor& input, const CsrMatrix& weight,
                            const at::Tensor& bias);
 at::Tensor LinearReference(const at::Tensor& input, const BsrMatrix& weight,
                            const at::Tensor& bias);
-at::Tensor LinearReference(const at::Tensor& input, const NmMatrix& weight,
-                           const at::Tensor& bias);
+at::Tensor LinearReference(const at::Tensor& input, const NmMatrix& weight, const at::Tensor& bias);
 
 // Direct 2-D convolution (cross-correlation, as torch.conv2d) with a weight stored as the CSR
 // matrix [out_channels, in_channels * kernel_height * kernel_width], groups = 1.

@@ -73,9 +73,10 @@ absl::Status Run() {
   } else {
     const std::string path = polaris::ResolveUserPath(model_flag);
     if (!polaris::PathExists(path)) {
-      return absl::NotFoundError(absl::StrCat(
-          "--model='", model_flag, "' is neither a reference model (mlp, lenet, cnn) nor an "
-          "existing file"));
+      return absl::NotFoundError(
+          absl::StrCat("--model='", model_flag,
+                       "' is neither a reference model (mlp, lenet, cnn) nor an "
+                       "existing file"));
     }
     POLARIS_ASSIGN_OR_RETURN(model, polaris::LoadModel(path));
     POLARIS_RETURN_IF_ERROR(polaris::CheckClassifierSignature(model));
@@ -87,9 +88,10 @@ absl::Status Run() {
     POLARIS_ASSIGN_OR_RETURN(polaris::SavedDataSets sets,
                              polaris::LoadSavedDataSets(polaris::ResolveUserPath(data)));
     if (!sets.train.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--data=", data, " holds one data set, but training needs separate training and test "
-          "sets: save (x_train, y_train, x_test, y_test)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--data=", data,
+                       " holds one data set, but training needs separate training and test "
+                       "sets: save (x_train, y_train, x_test, y_test)"));
     }
     train = *sets.train;
     test = sets.test;

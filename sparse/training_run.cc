@@ -58,7 +58,8 @@ absl::StatusOr<SparseTrainingRun> RunSparseTraining(const torch::jit::Module& mo
   POLARIS_ASSIGN_OR_RETURN(SparseExportOptions export_options,
                            ToSparseExportOptions(config.export_()));
   if (train.inputs.defined() && train.inputs.dim() >= 2) {
-    const std::vector<int64_t> example(train.inputs.sizes().begin() + 1, train.inputs.sizes().end());
+    const std::vector<int64_t> example(train.inputs.sizes().begin() + 1,
+                                       train.inputs.sizes().end());
     sparsity.example_shape = example;
     export_options.example_shape = example;
   }
@@ -122,9 +123,10 @@ std::string FormatSparseResult(const proto::SparseResult& result) {
     absl::StrAppendFormat(&text, "dense baseline accuracy   %.2f%%\n",
                           100 * result.dense_accuracy().accuracy());
   }
-  absl::StrAppendFormat(&text, "sparse model accuracy     %.2f%% at %.1f%% sparsity (%d mask updates)\n",
-                        100 * result.sparse_accuracy().accuracy(),
-                        100 * result.overall_sparsity(), result.mask_updates());
+  absl::StrAppendFormat(&text,
+                        "sparse model accuracy     %.2f%% at %.1f%% sparsity (%d mask updates)\n",
+                        100 * result.sparse_accuracy().accuracy(), 100 * result.overall_sparsity(),
+                        result.mask_updates());
   absl::StrAppendFormat(&text, "exported model accuracy   %.2f%% on %s\n",
                         100 * result.exported_accuracy().accuracy(),
                         result.exported_accuracy().data());
@@ -141,8 +143,8 @@ std::string FormatSparseResult(const proto::SparseResult& result) {
       result.latency_exported().median_ms(),
       result.latency_dense().median_ms() / std::max(1e-9, result.latency_exported().median_ms()),
       result.latency_exported().threads());
-  absl::StrAppendFormat(&text, "%-22s %-7s %9s %13s %10s %10s %12s\n", "layer", "kind",
-                        "sparsity", "format", "dense ms", "sparse ms", "bytes after");
+  absl::StrAppendFormat(&text, "%-22s %-7s %9s %13s %10s %10s %12s\n", "layer", "kind", "sparsity",
+                        "format", "dense ms", "sparse ms", "bytes after");
   for (const proto::SparseLayerResult& layer : result.layers()) {
     absl::StrAppendFormat(&text, "%-22s %-7s %8.1f%% %13s %10.3f %10.3f %12d\n", layer.layer(),
                           layer.kind(), 100 * layer.sparsity(), layer.format(), layer.dense_ms(),

@@ -30,12 +30,9 @@ struct SparseTrainingRun {
 // result. `model` is not modified.
 // Errors: kInvalidArgument for an invalid config or data; those of training, export and
 // evaluation, with the stage named.
-absl::StatusOr<SparseTrainingRun> RunSparseTraining(const torch::jit::Module& model,
-                                                    const LabeledData& train,
-                                                    const LabeledData& test,
-                                                    const proto::SparseConfig& config,
-                                                    const TrainOptions& defaults,
-                                                    const std::string& model_name);
+absl::StatusOr<SparseTrainingRun> RunSparseTraining(
+    const torch::jit::Module& model, const LabeledData& train, const LabeledData& test,
+    const proto::SparseConfig& config, const TrainOptions& defaults, const std::string& model_name);
 
 // Formats the result as a short report: accuracies, sizes, latency and a table of layers.
 std::string FormatSparseResult(const proto::SparseResult& result);

@@ -21,7 +21,8 @@ TEST(RunSparseTraining, FillsEveryMeasurement) {
     export { batch_size: 16 timed_runs: 2 }
     train_dense_baseline: true
     latency_batch_size: 16
-  )", "test");
+  )",
+                                                                 "test");
   ASSERT_TRUE(config.ok()) << config.status();
   const torch::jit::Module model = *MakeReferenceModel(ReferenceModel::kMlp, 1);
   TrainOptions defaults;

@@ -82,26 +82,23 @@ bool CsrConvDirectAvx512(const CsrView& w, const ConvGeometry& geometry, const f
 // Returns true when `row_offsets` ([count + 1]) starts at 0, never falls and ends at `entries`.
 bool CheckRowOffsets(const int32_t* row_offsets, int64_t count, int64_t entries);
 
-bool CsrSpmmPortable(const CsrView& w, const DenseOperands& io, int64_t row_begin,
-                     int64_t row_end);
-bool CsrSpmmAvx512(const CsrView& w, const DenseOperands& io, int64_t row_begin,
-                   int64_t row_end);
+bool CsrSpmmPortable(const CsrView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end);
+bool CsrSpmmAvx512(const CsrView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end);
 
 bool BsrSpmmPortable(const BsrView& w, const DenseOperands& io, int64_t block_row_begin,
                      int64_t block_row_end);
 bool BsrSpmmAvx512(const BsrView& w, const DenseOperands& io, int64_t block_row_begin,
                    int64_t block_row_end);
 
-bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin,
-                    int64_t row_end);
+bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end);
 bool NmSpmmAvx512(const NmView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end);
 
 // target[c * target_stride + r] = source[r * source_stride + c] for r in [row_begin, row_end)
 // and c in [0, columns): the transposes around the Linear products.
 void TransposePortable(const float* source, int64_t source_stride, int64_t row_begin,
                        int64_t row_end, int64_t columns, float* target, int64_t target_stride);
-void TransposeAvx512(const float* source, int64_t source_stride, int64_t row_begin,
-                     int64_t row_end, int64_t columns, float* target, int64_t target_stride);
+void TransposeAvx512(const float* source, int64_t source_stride, int64_t row_begin, int64_t row_end,
+                     int64_t columns, float* target, int64_t target_stride);
 
 }  // namespace polaris::sparse::internal
 

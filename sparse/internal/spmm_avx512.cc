@@ -58,10 +58,14 @@ bool ForEachColumnTile(const Runner& runner, int64_t columns) {
   const int last_lanes = static_cast<int>(rest - (vectors - 1) * kLanes);
   const __mmask16 tail = static_cast<__mmask16>((1u << last_lanes) - 1u);
   switch (vectors) {
-    case 1: return runner.template Run<1, true>(c0, tail);
-    case 2: return runner.template Run<2, true>(c0, tail);
-    case 3: return runner.template Run<3, true>(c0, tail);
-    default: return runner.template Run<4, true>(c0, tail);
+    case 1:
+      return runner.template Run<1, true>(c0, tail);
+    case 2:
+      return runner.template Run<2, true>(c0, tail);
+    case 3:
+      return runner.template Run<3, true>(c0, tail);
+    default:
+      return runner.template Run<4, true>(c0, tail);
   }
 }
 
@@ -157,8 +161,7 @@ inline float HorizontalSum(__m512 value) {
 
 // y[r] = bias[r] + sum_k W[r, k] * B[k, 0] for a single column: gathers 16 elements of B's
 // column per step instead of wasting 15 of 16 lanes on broadcasts.
-bool CsrSpmvAvx512(const CsrView& w, const DenseOperands& io, int64_t row_begin,
-                   int64_t row_end) {
+bool CsrSpmvAvx512(const CsrView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end) {
   const __m512i depth = _mm512_set1_epi32(static_cast<int32_t>(w.depth));
   const __m512i stride = _mm512_set1_epi32(static_cast<int32_t>(io.b_stride));
   for (int64_t row = row_begin; row < row_end; ++row) {
@@ -235,10 +238,18 @@ struct BsrRunner {
       for (int64_t i = 0; i < w.block_rows; i += 4) {
         bool ok = true;
         switch (std::min<int64_t>(4, w.block_rows - i)) {
-          case 1: ok = RunRows<1, kVectors, kMasked>(c0, tail, block_row, i); break;
-          case 2: ok = RunRows<2, kVectors, kMasked>(c0, tail, block_row, i); break;
-          case 3: ok = RunRows<3, kVectors, kMasked>(c0, tail, block_row, i); break;
-          default: ok = RunRows<4, kVectors, kMasked>(c0, tail, block_row, i); break;
+          case 1:
+            ok = RunRows<1, kVectors, kMasked>(c0, tail, block_row, i);
+            break;
+          case 2:
+            ok = RunRows<2, kVectors, kMasked>(c0, tail, block_row, i);
+            break;
+          case 3:
+            ok = RunRows<3, kVectors, kMasked>(c0, tail, block_row, i);
+            break;
+          default:
+            ok = RunRows<4, kVectors, kMasked>(c0, tail, block_row, i);
+            break;
         }
         if (!ok) return false;
       }
@@ -322,8 +333,8 @@ inline void Transpose16x16(const float* source, int64_t source_stride, float* ta
 
 }  // namespace
 
-void TransposeAvx512(const float* source, int64_t source_stride, int64_t row_begin,
-                     int64_t row_end, int64_t columns, float* target, int64_t target_stride) {
+void TransposeAvx512(const float* source, int64_t source_stride, int64_t row_begin, int64_t row_end,
+                     int64_t columns, float* target, int64_t target_stride) {
   int64_t r0 = row_begin;
   for (; r0 + 16 <= row_end; r0 += 16) {
     int64_t c0 = 0;
@@ -341,8 +352,7 @@ void TransposeAvx512(const float* source, int64_t source_stride, int64_t row_beg
   }
 }
 
-bool CsrSpmmAvx512(const CsrView& w, const DenseOperands& io, int64_t row_begin,
-                   int64_t row_end) {
+bool CsrSpmmAvx512(const CsrView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end) {
   if (io.columns == 1 && w.depth * io.b_stride <= std::numeric_limits<int32_t>::max()) {
     return CsrSpmvAvx512(w, io, row_begin, row_end);
   }

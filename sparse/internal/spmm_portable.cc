@@ -97,8 +97,7 @@ bool BsrSpmmPortable(const BsrView& w, const DenseOperands& io, int64_t block_ro
   return true;
 }
 
-bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin,
-                    int64_t row_end) {
+bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end) {
   const int64_t groups = w.depth / w.m;
   const int64_t slots = groups * w.n;
   float accumulators[kTile];
