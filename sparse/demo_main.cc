@@ -4,8 +4,6 @@
 //
 //   bazel run --config=opt //sparse:demo                  # kernels, then two MLP trainings
 //   bazel run --config=opt //sparse:demo -- --kernels_only
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -28,6 +26,7 @@
 #include "core/status_macros.h"
 #include "sparse/formats.h"
 #include "sparse/kernels.h"
+#include "sparse/passive_openmp.h"
 #include "sparse/proto_conversion.h"
 #include "sparse/training_run.h"
 
@@ -186,7 +185,8 @@ absl::Status Run() {
   const int threads =
       absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : polaris::HardwareThreads();
   POLARIS_RETURN_IF_ERROR(polaris::SetThreads(threads));
-  std::printf("OMP_WAIT_POLICY=%s\n", std::getenv("OMP_WAIT_POLICY"));
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  std::printf("OMP_WAIT_POLICY=%s\n", wait_policy != nullptr ? wait_policy : "(unset)");
   if (polaris::ReferenceBlasActive()) {
     std::printf(
         "warning: LibTorch uses Debian's reference BLAS; dense timings are meaningless. "
@@ -200,18 +200,7 @@ absl::Status Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // LibTorch's element-wise operators run in OpenMP parallel regions whose workers then spin,
-  // and OpenBLAS's own threads compete with them for the cores. Dense torch::linear on 2
-  // threads measured 11 ms with spinning workers and 2.3 ms without on the same busy machine.
-  // libgomp reads OMP_WAIT_POLICY only at startup, so the demo restarts itself with PASSIVE
-  // to give the dense baseline its better setting.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/1);
-    execv("/proc/self/exe", argv);
-    std::fprintf(stderr,
-                 "warning: restarting with OMP_WAIT_POLICY=PASSIVE failed; dense "
-                 "timings may suffer from spinning OpenMP workers\n");
-  }
+  polaris::sparse::RestartWithPassiveOpenMp(argv);
   absl::SetProgramUsageMessage(
       "Prints sparse kernel speedups and RigL against dense training.\n"
       "  bazel run --config=opt //sparse:demo [-- --kernels_only]");
