@@ -14,6 +14,7 @@
 #include "benchmark/benchmark.h"
 #include "quantization/fast_kernels.h"
 #include "quantization/internal/benchmark_util.h"
+#include "quantization/linear_int4.h"
 #include "quantization/linear_int8.h"
 
 namespace polaris::quantization {
@@ -139,6 +140,31 @@ BENCHMARK(BM_Int8LinearStatic)->ArgNames({"batch", "in", "out"})->Args({64, 784,
     ->Args({64, 1024, 1024})->Args({1, 784, 256})->Iterations(1)->UseManualTime();
 BENCHMARK(BM_Int8LinearDynamic)->ArgNames({"batch", "in", "out"})->Args({64, 784, 256})
     ->Args({64, 1024, 1024})->Args({1, 784, 256})->Iterations(1)->UseManualTime();
+
+// ---- INT4 weight-only Linear --------------------------------------------------------------
+
+// fp32 torch::linear (OpenBLAS) against our INT4 Linear that unpacks weights on the fly. At
+// batch 1 the layer is bound by weight memory traffic, which INT4 cuts 8x; at batch 64 both
+// are bound by float arithmetic.
+void BM_Int4Linear(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  const int64_t in = state.range(1);
+  const int64_t out = state.range(2);
+  const int64_t group_size = state.range(3);
+  const at::Tensor x = at::randn({batch, in});
+  const at::Tensor weight = at::randn({out, in}) / std::sqrt(static_cast<double>(in));
+  const at::Tensor bias = at::randn({out});
+  std::shared_ptr<Int4Linear> layer =
+      Int4Linear::Create(QuantizeWeightInt4(weight, group_size).value(), bias).value();
+  at::Tensor sink;
+  CompareVariants(state, {{"fp32", [&] { sink = at::linear(x, weight, bias); }}},
+                  [&] { sink = layer->Forward(x).value(); });
+  state.counters["weight_bytes_ratio"] =
+      static_cast<double>(weight.numel() * 4) / static_cast<double>(layer->weight_bytes());
+}
+BENCHMARK(BM_Int4Linear)->ArgNames({"batch", "in", "out", "group"})
+    ->Args({64, 784, 256, 112})->Args({64, 1024, 1024, 128})->Args({1, 1024, 1024, 128})
+    ->Args({1, 4096, 4096, 128})->Iterations(1)->UseManualTime();
 
 }  // namespace
 }  // namespace polaris::quantization
