@@ -12,6 +12,7 @@
 #include "ATen/Functions.h"
 #include "ATen/TensorOperators.h"
 #include "benchmark/benchmark.h"
+#include "quantization/conv_int8.h"
 #include "quantization/fast_kernels.h"
 #include "quantization/internal/benchmark_util.h"
 #include "quantization/linear_int4.h"
@@ -165,6 +166,59 @@ void BM_Int4Linear(benchmark::State& state) {
 BENCHMARK(BM_Int4Linear)->ArgNames({"batch", "in", "out", "group"})
     ->Args({64, 784, 256, 112})->Args({64, 1024, 1024, 128})->Args({1, 1024, 1024, 128})
     ->Args({1, 4096, 4096, 128})->Iterations(1)->UseManualTime();
+
+// ---- int8 Conv2d ------------------------------------------------------------------------
+
+// One convolution of the residual Fashion-MNIST CNN: fp32 at::conv2d (LibTorch's oneDNN
+// path), LibTorch's quantized::conv2d_relu on the ONEDNN engine, and oneDNN's int8
+// convolution called directly. Both int8 variants get channels-last quint8 input, the layout
+// that LibTorch's quantized convolutions on this engine return, so it is what a chain of int8
+// layers passes along.
+void BM_Int8Conv2d(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  const int64_t channels = state.range(1);
+  const int64_t size = state.range(2);
+  const int64_t out_channels = state.range(3);
+  const int64_t kernel = state.range(4);
+  const int64_t stride = state.range(5);
+  const int64_t padding = kernel / 2;
+
+  const at::Tensor x = at::rand({batch, channels, size, size});
+  const at::Tensor weight = at::randn({out_channels, channels, kernel, kernel}) * 0.1;
+  const at::Tensor bias = at::randn({out_channels}) * 0.1;
+  const at::Tensor weight_scale = std::get<0>(weight.abs().reshape({out_channels, -1}).max(1)) / 127.0;
+  const at::Tensor q_weight = at::quantize_per_channel(
+      weight, weight_scale.to(at::kDouble), at::zeros({out_channels}, at::kLong), 0, at::kQInt8);
+  Conv2dGeometry geometry;
+  geometry.stride = {stride, stride};
+  geometry.padding = {padding, padding};
+  Conv2dQuantization quantization;
+  quantization.input_scale = 1.0f / 255.0f;
+  quantization.input_zero_point = 0;
+  quantization.output_scale = 0.05f;
+  quantization.output_zero_point = 0;
+  quantization.relu = true;
+  const at::Tensor q_input =
+      at::quantize_per_tensor(x, quantization.input_scale, 0, at::kQUInt8)
+          .contiguous(at::MemoryFormat::ChannelsLast);
+
+  std::shared_ptr<LibTorchInt8Conv2d> libtorch =
+      LibTorchInt8Conv2d::Create(q_weight, bias, geometry).value();
+  std::shared_ptr<Int8Conv2d> ours =
+      Int8Conv2d::Create(q_weight.int_repr(), weight_scale, bias, geometry, quantization).value();
+  at::Tensor sink;
+  CompareVariants(
+      state,
+      {{"fp32", [&] { sink = at::conv2d(x, weight, bias, {stride, stride}, {padding, padding}).relu(); }},
+       {"libtorch_int8", [&] { sink = libtorch->Forward(q_input, 0.05f, 0, true).value(); }}},
+      [&] { sink = ours->Forward(q_input).value(); });
+  state.SetLabel(ours->ImplementationName(q_input).value());
+}
+BENCHMARK(BM_Int8Conv2d)->ArgNames({"batch", "in", "size", "out", "kernel", "stride"})
+    ->Args({64, 1, 28, 32, 3, 1})->Args({64, 32, 28, 32, 3, 1})->Args({64, 32, 28, 64, 3, 2})
+    ->Args({64, 64, 14, 64, 3, 1})->Args({64, 32, 28, 64, 1, 2})
+    ->Args({1, 32, 28, 32, 3, 1})->Args({1, 64, 14, 64, 3, 1})
+    ->Iterations(1)->UseManualTime();
 
 }  // namespace
 }  // namespace polaris::quantization
