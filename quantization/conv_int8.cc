@@ -284,9 +284,8 @@ absl::StatusOr<at::Tensor> Int8Conv2d::Forward(const at::Tensor& input) const {
   }
 
   return CallTorch("running an int8 convolution", [&]() -> absl::StatusOr<at::Tensor> {
-    // oneDNN 2.6 has fast int8 kernels only for channels-last (NHWC) activations; for NCHW it
-    // picks its reference implementation (ref_int8), measured here to be far slower than one
-    // reorder of the input.
+    // oneDNN 2.6 has fast int8 kernels only for channels-last (NHWC) activations. For NCHW it
+    // picks its reference implementation (ref_int8), which is far slower than one reorder.
     const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
     absl::StatusOr<std::shared_ptr<const State::Plan>> plan =
         state_->GetPlan(x.sizes().vec(), /*channels_last=*/true);

@@ -82,8 +82,8 @@ class Int8Conv2d {
 
   // `input` is a LibTorch quint8 tensor [N, C, H, W] whose scale and zero point equal the ones
   // given at creation. Channels-last input is used as it is; other layouts are copied to
-  // channels-last first. Returns kInvalidArgument otherwise,
-  // kFailedPrecondition when oneDNN rejects the shape.
+  // channels-last first. Returns kInvalidArgument for another dtype, channel count or
+  // quantization, and kFailedPrecondition when oneDNN rejects the shape.
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& input) const;
 
   // oneDNN's implementation name for an input shape, such as "jit_int8:avx512_core_vnni".

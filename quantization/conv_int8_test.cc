@@ -69,7 +69,7 @@ void ExpectWithinOneStep(const at::Tensor& actual, const at::Tensor& expected,
   EXPECT_LT(off_by_one, 0.05) << what;
 }
 
-TEST_F(Int8ConvTest, LibTorchAndOneDnnMatchReferenceWithinOneStep) {
+TEST_F(Int8ConvTest, MatchesReferenceWithinOneStep) {
   for (const ConvCase& c : kCases) {
     const std::string name = Describe(c);
     std::printf("%s\n", name.c_str());

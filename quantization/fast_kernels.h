@@ -1,6 +1,6 @@
 // Vectorized, multithreaded per-tensor quantization kernels on raw buffers. They run the AVX-512
-// code of internal/quantize_avx512.h when the CPU has AVX-512 (checked at run time) and the
-// plain loops of reference_kernels.h otherwise; both give bit-identical results, and
+// code of internal/quantize_avx512.h when the CPU has AVX-512 (checked at run time), else the
+// plain loops of reference_kernels.h. Both give bit-identical results, and
 // reference_kernels.h is their specification.
 //
 // Work is split across LibTorch's intra-op threads (at::parallel_for) in chunks of at least
@@ -12,8 +12,8 @@
 
 namespace polaris::quantization {
 
-// Elements below which splitting across threads costs more than it saves (about 10 us of
-// work on one core; the wake-up of a second OpenMP thread costs a few us).
+// Elements below which splitting across threads costs more than it saves. An estimate: this
+// is a few microseconds of work on one core, about what waking a second thread costs.
 inline constexpr int64_t kQuantizeGrainSize = 32768;
 
 // See reference::Quantize. Returns false when an input is NaN (the output is then unspecified).

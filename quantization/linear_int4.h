@@ -1,9 +1,9 @@
 // Weight-only INT4 Linear with group-wise scales: y = x W^T + b, where
 //   W[n, k] = (q[n, k] - zero_point[n, g]) * scale[n, g],  g = k / group_size,
 // q are unsigned 4-bit values stored two per byte (PackInt4 order: element 2j in the low
-// nibble of byte j of its row), and x, y and b are float32. The packed bytes stay packed in
-// memory; each thread unpacks a block of 16 weight rows into a cache-resident float buffer
-// right before multiplying with it, so the weights cost half a byte per element in memory.
+// nibble of byte j of its row), and x, y and b are float32. The weights stay packed in memory,
+// at half a byte each. Each thread unpacks a block of 16 weight rows into a cache-resident
+// float buffer right before multiplying with it.
 // Int4LinearReference is the plain-loop specification.
 //
 //   POLARIS_ASSIGN_OR_RETURN(Int4Weight w, QuantizeWeightInt4(fc_weight, /*group_size=*/64));

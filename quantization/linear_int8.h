@@ -9,8 +9,9 @@
 //                                               - input_zero_point * sum_k q_w[n, k]) + b[n]
 // Int8LinearReference computes the same with plain loops and is the specification.
 //
-// Static use passes a calibrated input scale and zero point; dynamic use measures the input's
-// range on every call (asymmetric uint8 over [min(x, 0), max(x, 0)], as ChooseQuantParams).
+// Static use passes a calibrated input scale and zero point. Dynamic use measures the input's
+// range on every call and quantizes to asymmetric uint8 over [min(x, 0), max(x, 0)], as
+// ChooseQuantParams does.
 //
 //   POLARIS_ASSIGN_OR_RETURN(std::shared_ptr<Int8Linear> layer,
 //                            Int8Linear::Create(weight_int8, weight_scale, bias));
@@ -39,8 +40,8 @@ struct InputQuantization {
   int32_t zero_point = 0;
 };
 
-// Chooses the dynamic input quantization of a range [min, max] (asymmetric uint8 with 0
-// exactly representable); the static and dynamic paths and the reference share it.
+// Chooses the dynamic input quantization of a range [min, max]: asymmetric uint8 with 0
+// exactly representable. The fast path and the reference share it.
 InputQuantization ChooseDynamicInputQuantization(float min, float max);
 
 class Int8Linear {

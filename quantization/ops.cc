@@ -152,8 +152,8 @@ at::Tensor QuantQuantizePerTensorOp(const at::Tensor& input, double scale, int64
   const at::Tensor x = input.to(at::kFloat).contiguous();
   at::Tensor q = at::_empty_affine_quantized(x.sizes(), at::device(at::kCPU).dtype(at::kQUInt8),
                                              scale, zero_point);
-  // LibTorch stores the quantized value with the scale it was given as a double; the kernel
-  // multiplies by 1 / scale in float32, like every other quantize step here.
+  // LibTorch keeps the scale as a double. The kernel multiplies by 1 / scale in float32, like
+  // every other quantize step here.
   const bool no_nan = QuantizeFast(x.data_ptr<float>(), x.numel(), static_cast<float>(scale),
                                    static_cast<int32_t>(zero_point), 0, 255,
                                    reinterpret_cast<uint8_t*>(q.data_ptr()));

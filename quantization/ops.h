@@ -3,8 +3,8 @@
 // libpolaris_quantization_ops.so, which Python loads with torch.ops.load_library.
 // Weights are plain int8/uint8/float tensors stored as module attributes. Each op packs them
 // on first use and keeps the packed form in a process-wide cache keyed by the tensors' data
-// pointers and version counters (in-place changes invalidate it). The cache holds at most
-// kPackedCacheEntries layers and drops the least recently used one.
+// pointers and version counters (in-place changes invalidate it). The cache keeps at most
+// kPackedCacheEntries layers, dropping the least recently used one.
 //
 // Schemas (stable: quantized TorchScript files call them by these names):
 //

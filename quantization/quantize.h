@@ -38,7 +38,7 @@ absl::StatusOr<at::Tensor> Dequantize(const at::Tensor& q, const QuantParams& pa
 absl::StatusOr<at::Tensor> FakeQuantize(const at::Tensor& x, const QuantParams& params);
 
 // Packs INT4 values two per byte along the last dimension: a tensor of shape [..., n] becomes a
-// uint8 tensor of shape [..., ceil(n / 2)]. Byte j holds element 2j in its low nibble (bits
+// uint8 tensor of shape [..., ceil(n / 2)]. Byte j stores element 2j in its low nibble (bits
 // 0-3) and element 2j + 1 in its high nibble (bits 4-7); when n is odd the high nibble of the
 // last byte is 0. `values` is int8 holding [-8, 7] (stored as two's complement nibbles) or
 // uint8 holding [0, 15]. A 0-d tensor is treated as [1].
