@@ -13,6 +13,7 @@
 #include "core/cpu_features.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
+#include "oneapi/dnnl/dnnl.h"
 #include "quantization/internal/linear_int4_avx512.h"
 #include "quantization/quant_params.h"
 #include "quantization/quantize.h"
@@ -20,9 +21,13 @@
 namespace polaris::quantization {
 namespace {
 
-// Weight rows each thread unpacks at a time: 16 rows of 1024 inputs take 64 KiB of floats,
-// which stay in a 1 MiB L2 cache next to the input rows.
+// Weight rows each thread unpacks at a time. For small batches the AVX-512 dot-product kernel
+// runs on 16 rows (64 KiB of floats for 1024 inputs). From kGemmBatch rows of input on,
+// oneDNN's sgemm multiplies blocks of 64 rows (256 KiB), which amortizes its packing of the
+// input; both sizes keep the block in a 1 MiB L2 cache.
 constexpr int64_t kRowBlock = 16;
+constexpr int64_t kGemmRowBlock = 64;
+constexpr int64_t kGemmBatch = 8;
 
 inline float Nibble(const uint8_t* row, int64_t column) {
   const uint8_t byte = row[column / 2];
@@ -195,17 +200,19 @@ absl::StatusOr<at::Tensor> Int4Linear::Forward(const at::Tensor& input) const {
 
     const bool avx512 = CpuFeatures().avx512;
     const bool vector_unpack = avx512 && group_size_ % 16 == 0;
-    const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
+    const bool use_sgemm = m >= kGemmBatch;
+    const int64_t row_block = use_sgemm ? kGemmRowBlock : kRowBlock;
+    const int64_t blocks = (n + row_block - 1) / row_block;
     const float* x_data = x.data_ptr<float>();
     float* y_data = y.data_ptr<float>();
     const uint8_t* packed = packed_.data_ptr<uint8_t>();
     const int64_t bytes_per_row = packed_.size(1);
     const int64_t groups = k / group_size_;
     at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> rows_buffer(kRowBlock * k);
+      std::vector<float> rows_buffer(row_block * k);
       for (int64_t block = begin; block < end; ++block) {
-        const int64_t first = block * kRowBlock;
-        const int64_t rows = std::min(kRowBlock, n - first);
+        const int64_t first = block * row_block;
+        const int64_t rows = std::min(row_block, n - first);
         const uint8_t* block_packed = packed + first * bytes_per_row;
         const float* block_scale = scale_.data() + first * groups;
         const float* block_offset = offset_.data() + first * groups;
@@ -217,7 +224,17 @@ absl::StatusOr<at::Tensor> Int4Linear::Forward(const at::Tensor& input) const {
           DequantizeRowsPortable(block_packed, bytes_per_row, block_scale, block_offset,
                                  group_size_, rows, k, rows_buffer.data());
         }
-        if (avx512) {
+        if (use_sgemm) {
+          // y[:, first:first + rows] = bias + x @ rows_buffer^T. Inside this parallel region
+          // oneDNN's sgemm runs on the calling thread only.
+          for (int64_t i = 0; i < m; ++i) {
+            std::copy(bias_.data() + first, bias_.data() + first + rows, y_data + i * n + first);
+          }
+          const dnnl_status_t status =
+              dnnl_sgemm('N', 'T', m, rows, k, 1.0f, x_data, k, rows_buffer.data(), k, 1.0f,
+                         y_data + first, n);
+          TORCH_CHECK(status == dnnl_success, "oneDNN sgemm failed with status ", status);
+        } else if (avx512) {
           internal::GemmF32RowsAvx512(x_data, m, k, rows_buffer.data(), rows,
                                       bias_.data() + first, y_data + first, n);
         } else {
