@@ -12,6 +12,9 @@
 #include "ATen/Functions.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "quantization/conv_int8.h"
 #include "quantization/fast_kernels.h"
 #include "quantization/linear_int4.h"
 #include "quantization/linear_int8.h"
@@ -52,7 +55,7 @@ class PackedCache {
  public:
   template <typename Packed, typename MakeFn>
   std::shared_ptr<Packed> GetOrCreate(int kind, const std::vector<at::Tensor>& tensors,
-                                      int64_t extra, MakeFn make) {
+                                      const std::string& extra, MakeFn make) {
     std::vector<TensorKey> keys;
     for (const at::Tensor& t : tensors) keys.push_back(TensorKey::Of(t));
     {
@@ -80,7 +83,7 @@ class PackedCache {
  private:
   struct Entry {
     int kind;
-    int64_t extra;
+    std::string extra;  // the non-tensor arguments that packing depends on
     std::vector<TensorKey> keys;
     std::vector<at::Tensor> tensors;
     std::shared_ptr<void> packed;
@@ -94,12 +97,12 @@ PackedCache& Cache() {
   return *cache;
 }
 
-enum CacheKind { kInt8Linear = 1, kInt4Linear = 2 };
+enum CacheKind { kInt8Linear = 1, kInt4Linear = 2, kInt8Conv2d = 3 };
 
 std::shared_ptr<Int8Linear> PackedInt8(const at::Tensor& weight_int8, const at::Tensor& weight_scale,
                                        const c10::optional<at::Tensor>& bias, const char* op) {
   const at::Tensor b = bias.has_value() ? *bias : at::Tensor();
-  return Cache().GetOrCreate<Int8Linear>(kInt8Linear, {weight_int8, weight_scale, b}, 0, [&] {
+  return Cache().GetOrCreate<Int8Linear>(kInt8Linear, {weight_int8, weight_scale, b}, "", [&] {
     return ValueOrThrow(Int8Linear::Create(weight_int8, weight_scale, b), op);
   });
 }
@@ -135,11 +138,53 @@ at::Tensor QuantLinearInt4Op(const at::Tensor& input, const at::Tensor& packed,
   const at::Tensor b = bias.has_value() ? *bias : at::Tensor();
   const int64_t in_features = input.size(-1);
   std::shared_ptr<Int4Linear> layer = Cache().GetOrCreate<Int4Linear>(
-      kInt4Linear, {packed, scale, zero_point, b}, group_size * 1000003 + in_features, [&] {
+      kInt4Linear, {packed, scale, zero_point, b}, absl::StrCat(group_size, ",", in_features),
+      [&] {
         Int4Weight weight{packed, scale, zero_point, group_size, in_features};
         return ValueOrThrow(Int4Linear::Create(weight, b), kOp);
       });
   return ValueOrThrow(layer->Forward(input), kOp);
+}
+
+at::Tensor QuantConv2dInt8Op(const at::Tensor& input, const at::Tensor& weight_int8,
+                             const at::Tensor& weight_scale, const c10::optional<at::Tensor>& bias,
+                             at::IntArrayRef stride, at::IntArrayRef padding,
+                             at::IntArrayRef dilation, int64_t groups, double output_scale,
+                             int64_t output_zero_point, bool relu) {
+  constexpr char kOp[] = "quant_conv2d_int8";
+  TORCH_CHECK(input.defined() && input.scalar_type() == at::kQUInt8 &&
+                  input.qscheme() == at::kPerTensorAffine,
+              "polaris::", kOp, ": input must be a per-tensor quint8 tensor");
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "polaris::", kOp,
+              ": stride, padding and dilation need two values each");
+  Conv2dGeometry geometry;
+  geometry.stride = {stride[0], stride[1]};
+  geometry.padding = {padding[0], padding[1]};
+  geometry.dilation = {dilation[0], dilation[1]};
+  geometry.groups = groups;
+  Conv2dQuantization quantization;
+  quantization.input_scale = static_cast<float>(input.q_scale());
+  quantization.input_zero_point = static_cast<int32_t>(input.q_zero_point());
+  quantization.output_scale = static_cast<float>(output_scale);
+  quantization.output_zero_point = static_cast<int32_t>(output_zero_point);
+  quantization.relu = relu;
+  TORCH_CHECK(output_zero_point >= 0 && output_zero_point <= 255, "polaris::", kOp,
+              ": output zero point ", output_zero_point, " is outside the quint8 range [0, 255]");
+
+  const at::Tensor b = bias.has_value() ? *bias : at::Tensor();
+  // Input and output quantization are fixed in the packed primitive, so they are part of the
+  // key. Hexadecimal float formatting (%a) keeps the scales exact.
+  const std::string key = absl::StrCat(
+      absl::StrJoin(stride, ","), ";", absl::StrJoin(padding, ","), ";",
+      absl::StrJoin(dilation, ","), ";", groups, ";",
+      absl::StrFormat("%a,%d,%a,%d,%d", quantization.input_scale, quantization.input_zero_point,
+                      quantization.output_scale, quantization.output_zero_point, relu ? 1 : 0));
+  std::shared_ptr<Int8Conv2d> conv = Cache().GetOrCreate<Int8Conv2d>(
+      kInt8Conv2d, {weight_int8, weight_scale, b}, key, [&] {
+        return ValueOrThrow(
+            Int8Conv2d::Create(weight_int8, weight_scale, b, geometry, quantization), kOp);
+      });
+  return ValueOrThrow(conv->Forward(input), kOp);
 }
 
 at::Tensor QuantQuantizePerTensorOp(const at::Tensor& input, double scale, int64_t zero_point) {
@@ -199,6 +244,11 @@ TORCH_LIBRARY_FRAGMENT(polaris, m) {
       "quant_linear_int4(Tensor input, Tensor packed, Tensor scale, Tensor zero_point, "
       "int group_size, Tensor? bias) -> Tensor",
       QuantLinearInt4Op);
+  m.def(
+      "quant_conv2d_int8(Tensor input, Tensor weight_int8, Tensor weight_scale, Tensor? bias, "
+      "int[] stride, int[] padding, int[] dilation, int groups, float output_scale, "
+      "int output_zero_point, bool relu) -> Tensor",
+      QuantConv2dInt8Op);
   m.def("quant_quantize_per_tensor(Tensor input, float scale, int zero_point) -> Tensor",
         QuantQuantizePerTensorOp);
   m.def("quant_dequantize(Tensor input) -> Tensor", QuantDequantizeOp);

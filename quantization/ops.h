@@ -28,6 +28,15 @@
 //   of any integer or float dtype holding integers in [0, 15]; group_size must divide K.
 //   Returns float [..., N] = input @ ((q - zero_point) * scale)^T + bias.
 //
+// polaris::quant_conv2d_int8(Tensor input, Tensor weight_int8, Tensor weight_scale,
+//     Tensor? bias, int[] stride, int[] padding, int[] dilation, int groups,
+//     float output_scale, int output_zero_point, bool relu) -> Tensor
+//   Static int8 Conv2d through oneDNN directly (Int8Conv2d in conv_int8.h). input is a
+//   per-tensor quint8 tensor [N, C, H, W] whose scale and zero point the packed primitive
+//   keeps; weight_int8 int8 [O, C / groups, KH, KW], symmetric; weight_scale float [O]; bias
+//   float [O]. Returns quint8 [N, O, OH, OW] in channels-last layout, with the numerics of
+//   Conv2dInt8Reference: round_half_even((s_x s_w[o] acc + b[o], ReLU optional) / s_y) + z_y.
+//
 // polaris::quant_quantize_per_tensor(Tensor input, float scale, int zero_point) -> Tensor
 //   Quantizes float input to a LibTorch quint8 tensor (per-tensor affine) with the vectorized
 //   kernel of fast_kernels.h, for LibTorch's quantized::conv2d and friends:
@@ -62,6 +71,11 @@ at::Tensor QuantLinearInt8DynamicOp(const at::Tensor& input, const at::Tensor& w
 at::Tensor QuantLinearInt4Op(const at::Tensor& input, const at::Tensor& packed,
                              const at::Tensor& scale, const at::Tensor& zero_point,
                              int64_t group_size, const c10::optional<at::Tensor>& bias);
+at::Tensor QuantConv2dInt8Op(const at::Tensor& input, const at::Tensor& weight_int8,
+                             const at::Tensor& weight_scale, const c10::optional<at::Tensor>& bias,
+                             at::IntArrayRef stride, at::IntArrayRef padding,
+                             at::IntArrayRef dilation, int64_t groups, double output_scale,
+                             int64_t output_zero_point, bool relu);
 at::Tensor QuantQuantizePerTensorOp(const at::Tensor& input, double scale, int64_t zero_point);
 at::Tensor QuantDequantizeOp(const at::Tensor& input);
 

@@ -9,9 +9,11 @@
 #include "ATen/TensorOperators.h"
 #include "ATen/core/dispatch/Dispatcher.h"
 #include "core/cpu_features.h"
+#include "core/runtime.h"
 #include "core/testing/python_test_util.h"
 #include "core/testing/test_seed.h"
 #include "gtest/gtest.h"
+#include "quantization/conv_int8.h"
 #include "quantization/linear_int4.h"
 #include "quantization/linear_int8.h"
 #include "torch/csrc/jit/api/module.h"
@@ -23,6 +25,7 @@ class OpsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!CpuFeatures().avx512_vnni) GTEST_SKIP() << "the int8 numerics are specified for VNNI CPUs";
+    ASSERT_TRUE(UseOnednnQuantizedEngine().ok());
   }
   at::Generator generator_ = at::make_generator<at::CPUGeneratorImpl>(testing::TestSeed());
 };
@@ -57,6 +60,32 @@ TEST_F(OpsTest, LinearOpsMatchTheirClasses) {
                                   bias})
                               .toTensor();
   EXPECT_TRUE(at::equal(int4, Int4Linear::Create(weight, bias).value()->Forward(x).value()));
+}
+
+TEST_F(OpsTest, ConvOpMatchesInt8Conv2d) {
+  const at::Tensor x = at::quantize_per_tensor(at::rand({2, 8, 9, 9}, generator_), 0.004, 3,
+                                               at::kQUInt8);
+  const at::Tensor w = at::randint(-127, 128, {6, 4, 3, 3}, generator_, at::kChar);
+  const at::Tensor scale = at::rand({6}, generator_) * 0.01 + 0.001;
+  const at::Tensor bias = at::randn({6}, generator_);
+  const at::Tensor y = CallOp("polaris::quant_conv2d_int8",
+                              {x, w, scale, bias, std::vector<int64_t>{2, 1},
+                               std::vector<int64_t>{1, 0}, std::vector<int64_t>{1, 1},
+                               int64_t{2}, 0.01, int64_t{7}, true})
+                           .toTensor();
+  Conv2dGeometry geometry;
+  geometry.stride = {2, 1};
+  geometry.padding = {1, 0};
+  geometry.groups = 2;
+  Conv2dQuantization quantization{0.004f, 3, 0.01f, 7, true};
+  const at::Tensor expected =
+      Int8Conv2d::Create(w, scale, bias, geometry, quantization).value()->Forward(x).value();
+  EXPECT_TRUE(at::equal(y.int_repr(), expected.int_repr()));
+  EXPECT_EQ(y.q_scale(), 0.01f);
+  EXPECT_EQ(y.q_zero_point(), 7);
+  EXPECT_THROW(QuantConv2dInt8Op(x.dequantize(), w, scale, bias, {1, 1}, {0, 0}, {1, 1}, 2, 0.01,
+                                 7, false),
+               c10::Error);
 }
 
 TEST_F(OpsTest, CacheDropsChangedWeights) {
@@ -119,6 +148,9 @@ TEST_F(OpsTest, PythonLoadsLibraryAndMatchesCpp) {
   const at::Tensor bias = at::randn({10}, generator_);
   const Int4Weight weight = QuantizeWeightInt4(at::randn({10, 32}, generator_), 8).value();
   const at::Tensor quantized = QuantQuantizePerTensorOp(x, 0.03, 120);
+  const at::Tensor image = QuantQuantizePerTensorOp(at::rand({2, 3, 8, 8}, generator_), 0.004, 0);
+  const at::Tensor conv_weight = at::randint(-127, 128, {5, 3, 3, 3}, generator_, at::kChar);
+  const at::Tensor conv_scale = at::rand({5}, generator_) * 0.01 + 0.001;
 
   torch::jit::Module cases("__torch__.QuantOpsCases");
   auto add = [&](const std::string& name, const at::Tensor& t) { cases.register_buffer(name, t); };
@@ -137,6 +169,13 @@ TEST_F(OpsTest, PythonLoadsLibraryAndMatchesCpp) {
   add("int4", QuantLinearInt4Op(x, weight.packed, weight.scale, weight.zero_point, 8, c10::nullopt));
   add("quantized", quantized.int_repr());
   add("dequantized", QuantDequantizeOp(quantized));
+  add("image", image.int_repr());
+  add("conv_weight", conv_weight);
+  add("conv_scale", conv_scale);
+  add("conv", QuantConv2dInt8Op(image, conv_weight, conv_scale, c10::nullopt, {1, 1}, {1, 1},
+                                {1, 1}, 1, 0.02, 10, true)
+                  .int_repr()
+                  .contiguous());
   const std::string path = testing::TempPath("quant_ops_cases.pt");
   cases.save(path);
 

@@ -42,6 +42,10 @@ def main():
     quantized = ops.quant_quantize_per_tensor(cases.x, 0.03, 120)
     check("quant_quantize_per_tensor", quantized.int_repr(), cases.quantized)
     check("quant_dequantize", ops.quant_dequantize(quantized), cases.dequantized)
+    image = torch._make_per_tensor_quantized_tensor(cases.image, 0.004, 0)
+    conv = ops.quant_conv2d_int8(image, cases.conv_weight, cases.conv_scale, None, [1, 1],
+                                 [1, 1], [1, 1], 1, 0.02, 10, True)
+    check("quant_conv2d_int8", conv.int_repr().contiguous(), cases.conv)
 
     # The ops compile into TorchScript, as in the files the model-level conversion writes.
     @torch.jit.script
