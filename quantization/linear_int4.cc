@@ -1,6 +1,7 @@
 #include "quantization/linear_int4.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -57,7 +58,13 @@ void GemmRowsPortable(const float* x, int64_t m, int64_t k, const float* w, int6
   }
 }
 
+std::atomic<bool> force_portable{false};
+
 }  // namespace
+
+namespace internal {
+void UsePortableInt4KernelsForTesting(bool portable) { force_portable.store(portable); }
+}  // namespace internal
 
 absl::Status ValidateInt4Weight(const Int4Weight& weight) {
   const int64_t k = weight.in_features;
@@ -198,9 +205,9 @@ absl::StatusOr<at::Tensor> Int4Linear::Forward(const at::Tensor& input) const {
     at::Tensor y = at::empty(shape, at::kFloat);
     if (m == 0) return y;
 
-    const bool avx512 = CpuFeatures().avx512;
+    const bool avx512 = CpuFeatures().avx512 && !force_portable.load();
     const bool vector_unpack = avx512 && group_size_ % 16 == 0;
-    const bool use_sgemm = m >= kGemmBatch;
+    const bool use_sgemm = avx512 && m >= kGemmBatch;
     const int64_t row_block = use_sgemm ? kGemmRowBlock : kRowBlock;
     const int64_t blocks = (n + row_block - 1) / row_block;
     const float* x_data = x.data_ptr<float>();

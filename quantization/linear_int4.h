@@ -70,6 +70,11 @@ class Int4Linear {
   std::vector<float> bias_;     // [N], zeros when the layer has none
 };
 
+namespace internal {
+// Makes Int4Linear use its portable loops even on AVX-512 CPUs, so tests cover the fallback.
+void UsePortableInt4KernelsForTesting(bool portable);
+}  // namespace internal
+
 // Plain-loop specification: unpacks each weight, dequantizes it as (q - zero_point) * scale in
 // float32 and accumulates the products in double. Throws c10::Error on invalid arguments.
 at::Tensor Int4LinearReference(const at::Tensor& input, const Int4Weight& weight,

@@ -41,17 +41,18 @@ const std::tuple<int64_t, int64_t, int64_t, int64_t> kShapes[] = {
     {7, 128, 129, 32},
 };
 
-TEST_F(Int4LinearTest, MatchesReference) {
+// Compares Int4Linear with Int4LinearReference over kShapes.
+void ExpectMatchesReference(at::Generator& generator) {
   for (const auto& [m, k, n, group_size] : kShapes) {
     const std::string context = "m=" + std::to_string(m) + " k=" + std::to_string(k) +
                                 " n=" + std::to_string(n) + " group=" + std::to_string(group_size);
-    const at::Tensor w = at::randn({n, k}, generator_) / std::sqrt(static_cast<double>(k));
-    const at::Tensor bias = at::randn({n}, generator_);
+    const at::Tensor w = at::randn({n, k}, generator) / std::sqrt(static_cast<double>(k));
+    const at::Tensor bias = at::randn({n}, generator);
     absl::StatusOr<Int4Weight> weight = QuantizeWeightInt4(w, group_size);
     ASSERT_TRUE(weight.ok()) << weight.status();
     absl::StatusOr<std::shared_ptr<Int4Linear>> layer = Int4Linear::Create(*weight, bias);
     ASSERT_TRUE(layer.ok()) << layer.status();
-    const at::Tensor x = at::randn({m, k}, generator_);
+    const at::Tensor x = at::randn({m, k}, generator);
     absl::StatusOr<at::Tensor> y = (*layer)->Forward(x);
     ASSERT_TRUE(y.ok()) << y.status();
     const at::Tensor expected = Int4LinearReference(x, *weight, bias);
@@ -77,6 +78,14 @@ TEST_F(Int4LinearTest, MatchesReference) {
         << y->reshape({-1})[worst].item<float>() << ", bound " << bound.reshape({-1})[worst].item<float>();
     EXPECT_LE(std::abs((*y - expected).mean().item<float>()), bound.mean().item<float>()) << context;
   }
+}
+
+TEST_F(Int4LinearTest, MatchesReference) { ExpectMatchesReference(generator_); }
+
+TEST_F(Int4LinearTest, PortableKernelsMatchReference) {
+  internal::UsePortableInt4KernelsForTesting(true);
+  ExpectMatchesReference(generator_);
+  internal::UsePortableInt4KernelsForTesting(false);
 }
 
 TEST_F(Int4LinearTest, QuantizedWeightsErrAtMostHalfAStep) {
