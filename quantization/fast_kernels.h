@@ -14,9 +14,9 @@ namespace polaris::quantization {
 
 // Elements below which work stays on the calling thread. One core quantizes about 10^4
 // elements per microsecond while the data is in cache (kernels_benchmark), so a chunk of this
-// size is about 25 us of work: far more than an OpenMP fork-join costs on an idle machine,
-// and it avoids stalls on a busy one, where each fork-join waits until the other thread gets
-// a core.
+// size is about 25 us of work. That is far more than an OpenMP fork-join costs on an idle
+// machine. On a busy machine each fork-join waits until the other thread gets a core, so
+// small tensors avoid it altogether.
 inline constexpr int64_t kQuantizeGrainSize = 1 << 18;
 
 // See reference::Quantize. Returns false when an input is NaN (the output is then unspecified).

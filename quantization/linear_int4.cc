@@ -24,8 +24,8 @@ namespace {
 
 // Weight rows each thread unpacks at a time. For small batches the AVX-512 dot-product kernel
 // runs on 16 rows (64 KiB of floats for 1024 inputs). From kGemmBatch rows of input on,
-// oneDNN's sgemm multiplies blocks of 64 rows (256 KiB), which amortizes its packing of the
-// input; both sizes keep the block in a 1 MiB L2 cache.
+// oneDNN's sgemm multiplies blocks of 64 rows (256 KiB), so that its packing of the input is
+// amortized. Both block sizes fit in a 1 MiB L2 cache.
 constexpr int64_t kRowBlock = 16;
 constexpr int64_t kGemmRowBlock = 64;
 constexpr int64_t kGemmBatch = 8;

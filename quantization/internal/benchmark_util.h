@@ -57,8 +57,8 @@ inline Timing TimeRepeatedly(const std::function<void()>& run) {
 // ->Iterations(1)->UseManualTime(); the iteration time is our median. Counters:
 // <name>_us (median) for each variant and polaris_us; speedup_vs_<name> = median baseline /
 // median ours; best_speedup_vs_<name> = fastest baseline / fastest ours. On a machine shared
-// with other processes a thread that loses its core for a scheduler tick (about 4 ms here)
-// can stall a multithreaded call; the fastest runs show the undisturbed ratio.
+// with other processes, a thread that loses its core for a scheduler tick (about 4 ms here)
+// stalls a multithreaded call. The fastest runs then show the undisturbed ratio.
 inline void CompareVariants(benchmark::State& state, const std::vector<TimedVariant>& baselines,
                             const std::function<void()>& ours) {
   for (auto _ : state) {
