@@ -9,9 +9,9 @@
 //   q = clamp(round_half_even(x * (1.0f / scale)) + zero_point, qmin, qmax)
 //   x' = float(q - zero_point) * scale
 // with the multiplication done in float32. Values beyond the range saturate at qmin or qmax
-// (they never wrap around), and so do +Inf and -Inf; NaN is an error. Per-tensor float32
-// inputs of 8-bit types run on the vectorized multithreaded kernels of fast_kernels.h, which
-// give bit-identical results.
+// (they never wrap around), and so do +Inf and -Inf; NaN is an error. Quantize and Dequantize
+// run on the vectorized kernels of fast_kernels.h, once per contiguous run of one channel
+// (the whole tensor per tensor); those kernels give results bit-identical to the plain loops.
 #ifndef POLARIS_QUANTIZATION_QUANTIZE_H_
 #define POLARIS_QUANTIZATION_QUANTIZE_H_
 
