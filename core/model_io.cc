@@ -3,6 +3,7 @@
 #include <sstream>
 #include <string>
 
+#include "ATen/core/grad_mode.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/file_util.h"
@@ -58,7 +59,21 @@ absl::Status SaveModel(const torch::jit::Module& model, const std::string& path)
 }
 
 absl::StatusOr<torch::jit::Module> CloneModel(const torch::jit::Module& model) {
-  return CallTorch("copying the model", [&] { return model.clone(); });
+  return CallTorch("copying the model", [&] {
+    torch::jit::Module copy;
+    {
+      // Module::clone copies tensors with Tensor::clone; with autograd on, parameters that
+      // require gradients would come back as non-leaf tensors that no optimizer accepts.
+      at::NoGradGuard no_grad;
+      copy = model.clone();
+    }
+    auto original = model.named_parameters(/*recurse=*/true).begin();
+    for (const auto& parameter : copy.named_parameters(/*recurse=*/true)) {
+      parameter.value.set_requires_grad((*original).value.requires_grad());
+      ++original;
+    }
+    return copy;
+  });
 }
 
 absl::Status CheckClassifierSignature(const torch::jit::Module& model) {

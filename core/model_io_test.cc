@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ATen/Functions.h"
+#include "ATen/core/grad_mode.h"
 #include "core/evaluate.h"
 #include "core/fashion_mnist.h"
 #include "core/file_util.h"
@@ -87,10 +88,24 @@ TEST(CloneModel, CopyIsIndependent) {
   absl::StatusOr<torch::jit::Module> copy = CloneModel(*model);
   ASSERT_TRUE(copy.ok());
   const at::Tensor before = model->attr("fc1").toModule().attr("weight").toTensor().clone();
-  copy->attr("fc1").toModule().attr("weight").toTensor().mul_(0);
+  {
+    at::NoGradGuard no_grad;
+    copy->attr("fc1").toModule().attr("weight").toTensor().mul_(0);
+  }
   copy->register_attribute("extra", c10::IntType::get(), 3);
   EXPECT_TRUE(at::equal(model->attr("fc1").toModule().attr("weight").toTensor(), before));
   EXPECT_FALSE(model->hasattr("extra"));
+}
+
+TEST(CloneModel, ParametersStayTrainableLeaves) {
+  absl::StatusOr<torch::jit::Module> model = MakeReferenceModel(ReferenceModel::kMlp, 1);
+  ASSERT_TRUE(model.ok());
+  absl::StatusOr<torch::jit::Module> copy = CloneModel(*model);
+  ASSERT_TRUE(copy.ok());
+  for (const at::Tensor& parameter : copy->parameters()) {
+    EXPECT_TRUE(parameter.requires_grad());
+    EXPECT_TRUE(parameter.is_leaf());
+  }
 }
 
 TEST(SaveModel, RoundTripsAndNeverLeavesPartialFile) {

@@ -1,6 +1,7 @@
 // Trains the reference models on the real Fashion-MNIST training set and checks their accuracy
-// on the full 10,000-image test set. The MLP trains for 3 epochs instead of its default 10 to
-// keep the test short; the CNN uses its default recipe (2 epochs) on 2 threads.
+// on the full 10,000-image test set. To keep the test short the MLP trains for 3 epochs instead
+// of its default 10, and the CNN for 1 epoch instead of 2 (on 2 threads); both still clear the
+// accuracy floors that the full recipes exceed.
 #include "core/trainer.h"
 
 #include <cmath>
@@ -62,6 +63,7 @@ TEST_F(TrainerTest, MlpReaches87Percent) {
 TEST_F(TrainerTest, ResidualCnnReaches90Percent) {
   at::set_num_threads(2);
   TrainOptions options = DefaultTrainOptions(ReferenceModel::kResidualCnn);
+  options.epochs = 1;
   options.show_progress = false;
   const double accuracy = TrainAndEvaluate(ReferenceModel::kResidualCnn, options);
   at::set_num_threads(1);

@@ -1,0 +1,96 @@
+#include "pipeline/config.h"
+
+#include "gtest/gtest.h"
+#include "pipeline/plan.h"
+
+namespace polaris::pipeline {
+namespace {
+
+TEST(ParseConfigText, ReadsTextFormat) {
+  absl::StatusOr<proto::PipelineConfig> config = ParseConfigText(R"(
+    target: SPEED
+    max_accuracy_drop: 1.5
+    seed: 7
+    stages { name: "tune" fine_tune { epochs: 2 learning_rate: 0.01 } }
+    latency { batch_sizes: [1, 32] }
+  )", "inline");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->target(), proto::SPEED);
+  EXPECT_EQ(config->stages(0).fine_tune().epochs(), 2);
+  EXPECT_EQ(config->latency().batch_sizes(1), 32);
+}
+
+TEST(ParseConfigText, ReportsLineOfFirstError) {
+  const absl::Status unknown_field =
+      ParseConfigText("target: SPEED\nspeed_up: 3\n", "my.textproto").status();
+  EXPECT_EQ(unknown_field.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown_field.message().find("my.textproto: line 2"), absl::string_view::npos)
+      << unknown_field;
+  EXPECT_NE(unknown_field.message().find("speed_up"), absl::string_view::npos) << unknown_field;
+
+  const absl::Status bad_enum = ParseConfigText("target: FASTEST\n", "x").status();
+  EXPECT_EQ(bad_enum.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_enum.message().find("FASTEST"), absl::string_view::npos) << bad_enum;
+}
+
+TEST(ParseTarget, AcceptsAnyCaseAndRejectsUnknown) {
+  EXPECT_EQ(*ParseTarget("balanced"), proto::BALANCED);
+  EXPECT_EQ(*ParseTarget("Extreme"), proto::EXTREME);
+  const absl::Status status = ParseTarget("fastest").status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("accuracy, balanced, speed, memory or extreme"),
+            absl::string_view::npos);
+  EXPECT_FALSE(ParseTarget("target_unspecified").ok());
+}
+
+TEST(ResolveConfig, FillsTargetDefaults) {
+  absl::StatusOr<proto::PipelineConfig> resolved = ResolveConfig(proto::PipelineConfig());
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->target(), proto::BALANCED);
+  EXPECT_DOUBLE_EQ(resolved->max_accuracy_drop(), DefaultAccuracyBudget(proto::BALANCED));
+  EXPECT_EQ(resolved->stages_size(), static_cast<int>(DefaultPlan(proto::BALANCED).size()));
+  EXPECT_EQ(resolved->seed(), 1u);
+  EXPECT_GE(resolved->threads(), 1);
+  EXPECT_EQ(resolved->data().source(), "fashion-mnist");
+  ASSERT_EQ(resolved->latency().batch_sizes_size(), 2);
+  EXPECT_EQ(resolved->latency().batch_sizes(1), 64);
+}
+
+TEST(ResolveConfig, RejectsInvalidValues) {
+  proto::PipelineConfig negative_budget;
+  negative_budget.set_max_accuracy_drop(-1);
+  EXPECT_EQ(ResolveConfig(negative_budget).status().code(), absl::StatusCode::kInvalidArgument);
+
+  proto::PipelineConfig empty_stage;
+  empty_stage.add_stages()->set_name("mystery");
+  const absl::Status no_kind = ResolveConfig(empty_stage).status();
+  EXPECT_EQ(no_kind.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(no_kind.message().find("mystery"), absl::string_view::npos) << no_kind;
+
+  proto::PipelineConfig bad_batch;
+  bad_batch.mutable_latency()->add_batch_sizes(0);
+  EXPECT_EQ(ResolveConfig(bad_batch).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MakeStages, RejectsUnknownOptimizer) {
+  proto::PipelineConfig config;
+  config.add_stages()->mutable_fine_tune()->set_optimizer("lion");
+  absl::StatusOr<proto::PipelineConfig> resolved = ResolveConfig(config);
+  ASSERT_TRUE(resolved.ok());
+  const absl::Status status = MakeStages(*resolved).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("lion"), absl::string_view::npos) << status;
+}
+
+TEST(ConfigHash, StableAndSensitive) {
+  proto::PipelineConfig a;
+  a.set_seed(1);
+  proto::PipelineConfig b = a;
+  EXPECT_EQ(ConfigHash(a), ConfigHash(b));
+  b.set_seed(2);
+  EXPECT_NE(ConfigHash(a), ConfigHash(b));
+  EXPECT_EQ(ConfigHash(a).size(), 16u);
+}
+
+}  // namespace
+}  // namespace polaris::pipeline
