@@ -170,10 +170,11 @@ struct DynamicSparseTrainingResult {
   double overall_sparsity = 0;
 };
 
-// Returns a copy of `model` that core Train can optimize. CloneModel (Module::clone in
-// LibTorch 1.13) copies parameters while autograd records, so the copies have a grad_fn and
-// torch::optim rejects them ("can't optimize a non-leaf Tensor"). This copy makes them leaf
-// tensors with the original's requires_grad. Errors: those of CloneModel.
+// Returns a copy of `model` whose parameters are leaf tensors with the original's
+// requires_grad, which torch::optim needs ("can't optimize a non-leaf Tensor"). Module::clone
+// in LibTorch 1.13 copies parameters while autograd records; core's CloneModel now avoids
+// that, and this function also detaches any parameter that still has a grad_fn.
+// Errors: those of CloneModel.
 absl::StatusOr<torch::jit::Module> CopyForTraining(const torch::jit::Module& model);
 
 // Trains a copy of `model` on `data` with `train_options` (their hooks still run, before this
