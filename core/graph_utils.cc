@@ -45,7 +45,10 @@ std::optional<std::string> GetAttrPath(const torch::jit::Value* value) {
 
 std::optional<c10::IValue> ConstantInput(const torch::jit::Node* node, size_t index) {
   if (index >= node->inputs().size()) return std::nullopt;
-  return torch::jit::toIValue(node->input(index));
+  // Converting the c10::optional directly would wrap an empty result as a None IValue.
+  c10::optional<c10::IValue> value = torch::jit::toIValue(node->input(index));
+  if (!value.has_value()) return std::nullopt;
+  return *value;
 }
 
 std::vector<int64_t> ConstantIntList(const torch::jit::Node* node, size_t index) {

@@ -63,6 +63,24 @@ TEST(AnalyzeModel, ExampleOfWrongShapeIsInvalidArgument) {
   EXPECT_NE(status.message().find("3072"), absl::string_view::npos) << status;
 }
 
+TEST(GraphUtils, ConstantInputIsEmptyForComputedValues) {
+  absl::StatusOr<torch::jit::Module> model = MakeReferenceModel(ReferenceModel::kLeNet, 1);
+  ASSERT_TRUE(model.ok());
+  std::shared_ptr<torch::jit::Graph> graph = InlinedForwardGraph(*model);
+  int convolutions = 0;
+  for (torch::jit::Node* node : graph->nodes()) {
+    if (node->kind() != c10::aten::conv2d) continue;
+    ++convolutions;
+    // Input 0 is an activation, input 6 the constant group count.
+    EXPECT_FALSE(ConstantInput(node, 0).has_value());
+    std::optional<c10::IValue> groups = ConstantInput(node, 6);
+    ASSERT_TRUE(groups.has_value());
+    EXPECT_EQ(groups->toInt(), 1);
+    EXPECT_FALSE(ConstantInput(node, 99).has_value());
+  }
+  EXPECT_EQ(convolutions, 2);
+}
+
 TEST(GraphUtils, FindsAndReplacesTensorsByPath) {
   absl::StatusOr<torch::jit::Module> model = MakeReferenceModel(ReferenceModel::kResidualCnn, 1);
   ASSERT_TRUE(model.ok());

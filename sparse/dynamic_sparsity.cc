@@ -44,9 +44,9 @@ absl::Status ValidateOptions(const DynamicSparsityOptions& options, int64_t tota
   }
   if (options.example_shape.empty() ||
       *std::min_element(options.example_shape.begin(), options.example_shape.end()) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "example_shape must list the positive sizes of one input example, got [",
-        absl::StrJoin(options.example_shape, ", "), "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("example_shape must list the positive sizes of one input example, got [",
+                     absl::StrJoin(options.example_shape, ", "), "]"));
   }
   if (total_steps < 1) {
     return absl::InvalidArgumentError(
@@ -61,10 +61,9 @@ int64_t Product(const std::vector<int64_t>& shape) {
   return product;
 }
 
-// Returns a copy of `model` whose parameters are leaf tensors. CloneModel (Module::clone in
-// LibTorch 1.13) copies parameters while autograd records, so the copies have a grad_fn and
-// torch::optim rejects them ("can't optimize a non-leaf Tensor").
-absl::StatusOr<torch::jit::Module> CloneForTraining(const torch::jit::Module& model) {
+}  // namespace
+
+absl::StatusOr<torch::jit::Module> CopyForTraining(const torch::jit::Module& model) {
   POLARIS_ASSIGN_OR_RETURN(torch::jit::Module copy, CloneModel(model));
   POLARIS_RETURN_IF_ERROR(CallTorch("making the copied parameters trainable", [&] {
     for (const auto& parameter : copy.named_parameters(/*recurse=*/true)) {
@@ -78,13 +77,14 @@ absl::StatusOr<torch::jit::Module> CloneForTraining(const torch::jit::Module& mo
   return copy;
 }
 
-}  // namespace
-
 std::string MethodName(DynamicSparsityMethod method) {
   switch (method) {
-    case DynamicSparsityMethod::kStatic: return "static";
-    case DynamicSparsityMethod::kSet: return "set";
-    case DynamicSparsityMethod::kRigL: return "rigl";
+    case DynamicSparsityMethod::kStatic:
+      return "static";
+    case DynamicSparsityMethod::kSet:
+      return "set";
+    case DynamicSparsityMethod::kRigL:
+      return "rigl";
   }
   return "unknown";
 }
@@ -97,17 +97,16 @@ std::string DropScheduleName(DropSchedule schedule) {
   return schedule == DropSchedule::kCosine ? "cosine" : "constant";
 }
 
-absl::StatusOr<std::vector<double>> LayerDensities(
-    const std::vector<std::vector<int64_t>>& shapes, double sparsity,
-    SparsityDistribution distribution) {
+absl::StatusOr<std::vector<double>> LayerDensities(const std::vector<std::vector<int64_t>>& shapes,
+                                                   double sparsity,
+                                                   SparsityDistribution distribution) {
   if (!(sparsity >= 0 && sparsity < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sparsity must lie in [0, 1), got ", sparsity));
+    return absl::InvalidArgumentError(absl::StrCat("sparsity must lie in [0, 1), got ", sparsity));
   }
   for (const std::vector<int64_t>& shape : shapes) {
     if (shape.empty() || *std::min_element(shape.begin(), shape.end()) < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "weight shape [", absl::StrJoin(shape, ", "), "] has no elements"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("weight shape [", absl::StrJoin(shape, ", "), "] has no elements"));
     }
   }
   std::vector<double> densities(shapes.size(), 1.0 - sparsity);
@@ -167,10 +166,10 @@ absl::StatusOr<std::unique_ptr<DynamicSparsity>> DynamicSparsity::Create(
     return Annotate(analysis.status(), "dynamic sparsity: finding the layers to sparsify");
   }
 
-  const int64_t end_step =
-      options.end_step > 0
-          ? options.end_step
-          : static_cast<int64_t>(std::floor(options.end_fraction * static_cast<double>(total_steps)));
+  const int64_t end_step = options.end_step > 0
+                               ? options.end_step
+                               : static_cast<int64_t>(std::floor(options.end_fraction *
+                                                                 static_cast<double>(total_steps)));
   std::unique_ptr<DynamicSparsity> sparsity(new DynamicSparsity(options, end_step));
   std::set<std::string> dense_layers(options.dense_layers.begin(), options.dense_layers.end());
   std::set<std::string> seen;
@@ -188,9 +187,9 @@ absl::StatusOr<std::unique_ptr<DynamicSparsity>> DynamicSparsity::Create(
     shapes.emplace_back(weight.sizes().begin(), weight.sizes().end());
   }
   if (!dense_layers.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "dense_layers names no Linear or Conv2d layer of the model: ",
-        absl::StrJoin(dense_layers, ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dense_layers names no Linear or Conv2d layer of the model: ",
+                     absl::StrJoin(dense_layers, ", ")));
   }
   if (sparsity->layers_.empty()) {
     return absl::InvalidArgumentError(
@@ -210,7 +209,8 @@ absl::StatusOr<std::unique_ptr<DynamicSparsity>> DynamicSparsity::Create(
           elements);
       layer.target_sparsity = 1.0 - static_cast<double>(layer.active) / elements;
       const at::Tensor chosen = at::randperm(elements, generator).slice(0, 0, layer.active);
-      layer.mask = at::zeros({elements}, at::kBool).index_fill_(0, chosen, true)
+      layer.mask = at::zeros({elements}, at::kBool)
+                       .index_fill_(0, chosen, true)
                        .reshape(layer.weight.sizes());
       layer.weight.masked_fill_(layer.mask.logical_not(), 0.0);
     }
@@ -310,7 +310,7 @@ absl::StatusOr<DynamicSparseTrainingResult> TrainDynamicSparse(
     return absl::InvalidArgumentError(
         absl::StrCat("batch size must be at least 1, got ", train_options.batch_size));
   }
-  POLARIS_ASSIGN_OR_RETURN(torch::jit::Module trained, CloneForTraining(model));
+  POLARIS_ASSIGN_OR_RETURN(torch::jit::Module trained, CopyForTraining(model));
   const int64_t steps_per_epoch =
       (data.size() + train_options.batch_size - 1) / train_options.batch_size;
   int64_t total_steps = std::max(train_options.epochs, 1) * steps_per_epoch;

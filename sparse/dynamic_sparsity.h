@@ -90,9 +90,9 @@ struct DynamicSparsityOptions {
 // Returns the density (1 - sparsity) of each layer with weight shapes `shapes` so that the
 // layers together keep (1 - sparsity) of their weights. Errors: kInvalidArgument when sparsity
 // lies outside [0, 1) or a shape is empty or has a non-positive dimension.
-absl::StatusOr<std::vector<double>> LayerDensities(
-    const std::vector<std::vector<int64_t>>& shapes, double sparsity,
-    SparsityDistribution distribution);
+absl::StatusOr<std::vector<double>> LayerDensities(const std::vector<std::vector<int64_t>>& shapes,
+                                                   double sparsity,
+                                                   SparsityDistribution distribution);
 
 // One sparsified layer.
 struct SparseLayerState {
@@ -140,7 +140,7 @@ class DynamicSparsity {
       : options_(options), end_step_(end_step) {}
 
   // Drops `count` active weights of smallest magnitude and grows `count` inactive ones chosen
-  // by the method (gradient magnitude or random); returns how many grown ones were new.
+  // by the method (gradient magnitude or random). Returns how many grown ones were new.
   int64_t UpdateLayer(SparseLayerState& layer, int64_t count);
 
   DynamicSparsityOptions options_;
@@ -169,6 +169,13 @@ struct DynamicSparseTrainingResult {
   // Zeros over all sparsified weights.
   double overall_sparsity = 0;
 };
+
+// Returns a copy of `model` whose parameters are leaf tensors with the original's
+// requires_grad, which torch::optim needs ("can't optimize a non-leaf Tensor"). Module::clone
+// in LibTorch 1.13 copies parameters while autograd records; core's CloneModel now avoids
+// that, and this function also detaches any parameter that still has a grad_fn.
+// Errors: those of CloneModel.
+absl::StatusOr<torch::jit::Module> CopyForTraining(const torch::jit::Module& model);
 
 // Trains a copy of `model` on `data` with `train_options` (their hooks still run, before this
 // method's) while `options` keeps it sparse. `model` is not modified.

@@ -29,8 +29,8 @@ TEST(LayerDensities, ErdosRenyiKernelKeepsBudget) {
   absl::StatusOr<std::vector<double>> densities =
       LayerDensities(shapes, 0.9, SparsityDistribution::kErdosRenyiKernel);
   ASSERT_TRUE(densities.ok()) << densities.status();
-  // The small output layer would pass density 1 and is made dense; the large layer takes the
-  // rest of the 10% budget: (0.1 * 203264 - 2560) / 200704.
+  // The small output layer would pass density 1, so it is made dense. The large layer takes
+  // the rest of the 10% budget: (0.1 * 203264 - 2560) / 200704.
   EXPECT_DOUBLE_EQ((*densities)[1], 1.0);
   EXPECT_NEAR((*densities)[0], (0.1 * 203264 - 2560) / 200704.0, 1e-12);
 }
@@ -127,8 +127,7 @@ TEST(DynamicSparsity, RigLDropsSmallestAndGrowsLargestGradient) {
   EXPECT_TRUE(mask[inactive[7].item<int64_t>()].item<bool>());
   // Grown weights start at zero; gradients of inactive weights are zeroed.
   EXPECT_EQ(layer.weight.view({-1})[inactive[6].item<int64_t>()].item<float>(), 0.0f);
-  EXPECT_TRUE(layer.weight.grad().masked_select(layer.mask.logical_not()).eq(0).all()
-                  .item<bool>());
+  EXPECT_TRUE(layer.weight.grad().masked_select(layer.mask.logical_not()).eq(0).all().item<bool>());
   EXPECT_EQ((*sparsity)->updates(), 1);
   EXPECT_EQ((*sparsity)->grown_connections(), 2);
 
@@ -154,8 +153,7 @@ TEST(DynamicSparsity, SetDropsSmallestAndGrowsRandomly) {
   EXPECT_EQ(mask.sum().item<int64_t>(), 8);
   // The six largest survive; the two smallest are dropped unless randomly regrown.
   EXPECT_EQ(mask.logical_and(old_mask).sum().item<int64_t>() +
-                (mask[smallest[0]].item<bool>() ? 0 : 1) +
-                (mask[smallest[1]].item<bool>() ? 0 : 1),
+                (mask[smallest[0]].item<bool>() ? 0 : 1) + (mask[smallest[1]].item<bool>() ? 0 : 1),
             8);
   const at::Tensor fresh = mask.logical_and(old_mask.logical_not());
   EXPECT_EQ(fresh.sum().item<int64_t>(), (*sparsity)->grown_connections());
@@ -183,15 +181,13 @@ TEST(TrainDynamicSparse, KeepsLayerSparsityWhileTraining) {
   const torch::jit::Module model = *MakeReferenceModel(ReferenceModel::kMlp, testing::TestSeed());
   const at::Tensor fc1_before = FindTensor(model, "fc1.weight")->clone();
   at::Generator generator = at::detail::createCPUGenerator(testing::TestSeed());
-  LabeledData data{at::randn({512, 1, 28, 28}, generator),
-                   at::randint(0, 10, {512}, generator)};
+  LabeledData data{at::randn({512, 1, 28, 28}, generator), at::randint(0, 10, {512}, generator)};
   TrainOptions train;
   train.epochs = 2;
   train.batch_size = 64;
   train.show_progress = false;
-  for (DynamicSparsityMethod method :
-       {DynamicSparsityMethod::kRigL, DynamicSparsityMethod::kSet,
-        DynamicSparsityMethod::kStatic}) {
+  for (DynamicSparsityMethod method : {DynamicSparsityMethod::kRigL, DynamicSparsityMethod::kSet,
+                                       DynamicSparsityMethod::kStatic}) {
     SCOPED_TRACE(MethodName(method));
     DynamicSparsityOptions options;
     options.method = method;

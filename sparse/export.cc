@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "ATen/Functions.h"
-#include "ATen/TensorOperators.h"
 #include "ATen/Parallel.h"
+#include "ATen/TensorOperators.h"
 #include "ATen/core/grad_mode.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -40,14 +40,13 @@ using torch::jit::Node;
 using torch::jit::Value;
 
 // Resolves the name `polaris` in TorchScript source to the polaris operator namespace, so
-// helper methods can call polaris.sparse_linear_csr(...); everything else resolves as usual.
-// (Module::define's default resolver knows only builtins.)
+// helper methods can call polaris.sparse_linear_csr(...). Other names resolve as usual, because
+// Module::define's default resolver finds only builtins.
 class PolarisResolver : public torch::jit::Resolver {
  public:
-  std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name,
-                                                         torch::jit::GraphFunction& function,
-                                                         const torch::jit::SourceRange& location)
-      override {
+  std::shared_ptr<torch::jit::SugaredValue> resolveValue(
+      const std::string& name, torch::jit::GraphFunction& function,
+      const torch::jit::SourceRange& location) override {
     if (name == "polaris") return std::make_shared<torch::jit::BuiltinModule>("polaris");
     return torch::jit::nativeResolver()->resolveValue(name, function, location);
   }
@@ -64,8 +63,8 @@ absl::Status ValidateOptions(const SparseExportOptions& options) {
         absl::StrCat("batch_size must be at least 1, got ", options.batch_size));
   }
   if (!(options.min_sparsity >= 0 && options.min_sparsity < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "min_sparsity must lie in [0, 1), got ", options.min_sparsity));
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_sparsity must lie in [0, 1), got ", options.min_sparsity));
   }
   if (options.block_rows < 1 || options.block_columns < 1) {
     return absl::InvalidArgumentError(absl::StrCat("block size must be at least 1 x 1, got ",
@@ -81,9 +80,8 @@ absl::Status ValidateOptions(const SparseExportOptions& options) {
         absl::StrCat("min_speedup must be positive, got ", options.min_speedup));
   }
   if (options.threads < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("threads must be 0 (keep the current setting) or positive, got ",
-                     options.threads));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "threads must be 0 (keep the current setting) or positive, got ", options.threads));
   }
   if (options.example_shape.empty()) {
     return absl::InvalidArgumentError(
@@ -178,16 +176,14 @@ std::string FormatList(const std::vector<int64_t>& values) {
 // Median milliseconds of `run`, under InferenceMode like deployed inference.
 absl::StatusOr<double> MedianMs(const std::function<at::Tensor()>& run,
                                 const LatencyOptions& options) {
-  POLARIS_ASSIGN_OR_RETURN(
-      LatencyStats stats,
-      MeasureLatency(
-          [&]() -> absl::Status {
-            return CallTorch("timing a layer", [&] {
-              c10::InferenceMode guard;
-              run();
-            });
-          },
-          options));
+  POLARIS_ASSIGN_OR_RETURN(LatencyStats stats, MeasureLatency(
+                                                   [&]() -> absl::Status {
+                                                     return CallTorch("timing a layer", [&] {
+                                                       c10::InferenceMode guard;
+                                                       run();
+                                                     });
+                                                   },
+                                                   options));
   return stats.median_ms;
 }
 
@@ -208,12 +204,12 @@ std::vector<Variant> SparseVariants(const LayerSite& site, const at::Tensor& wei
                                     const at::Tensor& bias, const SparseExportOptions& options,
                                     std::string& note) {
   std::vector<Variant> variants;
-  const bool want_csr = std::count(options.formats.begin(), options.formats.end(),
-                                   SparseFormat::kCsr) > 0;
-  const bool want_bsr = std::count(options.formats.begin(), options.formats.end(),
-                                   SparseFormat::kBsr) > 0;
-  const bool want_nm = std::count(options.formats.begin(), options.formats.end(),
-                                  SparseFormat::kNm) > 0;
+  const bool want_csr =
+      std::count(options.formats.begin(), options.formats.end(), SparseFormat::kCsr) > 0;
+  const bool want_bsr =
+      std::count(options.formats.begin(), options.formats.end(), SparseFormat::kBsr) > 0;
+  const bool want_nm =
+      std::count(options.formats.begin(), options.formats.end(), SparseFormat::kNm) > 0;
   const int64_t columns = weight.numel() / weight.size(0);
   absl::StatusOr<CsrMatrix> csr = ToCsr(weight);
   if (!csr.ok()) {
@@ -233,21 +229,25 @@ std::vector<Variant> SparseVariants(const LayerSite& site, const at::Tensor& wei
     params.dilation_height = site.dilation[0];
     params.dilation_width = site.dilation[1];
     const CsrMatrix matrix = *csr;
-    Variant variant;
-    variant.format = "csr";
-    variant.run = [matrix, params, bias](const at::Tensor& x) {
-      return internal::CsrConv2d(x, matrix, params, bias, internal::BestKernelIsa());
-    };
-    variant.bytes = StorageBytes(matrix);
-    variant.call = absl::StrCat(
-        "polaris.sparse_conv2d_csr($input, self.$prefix_row_offsets, "
-        "self.$prefix_column_indices, self.$prefix_values, $bias, ",
-        FormatList({params.kernel_height, params.kernel_width}), ", ", FormatList(site.stride),
-        ", ", FormatList(site.padding), ", ", FormatList(site.dilation), ")");
-    variant.attributes = {{"row_offsets", matrix.row_offsets},
-                          {"column_indices", matrix.column_indices},
-                          {"values", matrix.values}};
-    variants.push_back(variant);
+    for (ConvMethod method : {ConvMethod::kIm2col, ConvMethod::kDirect}) {
+      const bool direct = method == ConvMethod::kDirect;
+      Variant variant;
+      variant.format = direct ? "csr-direct" : "csr";
+      variant.run = [matrix, params, bias, method](const at::Tensor& x) {
+        return internal::CsrConv2d(x, matrix, params, bias, internal::BestKernelIsa(), method);
+      };
+      variant.bytes = StorageBytes(matrix);
+      variant.call = absl::StrCat(
+          direct ? "polaris.sparse_conv2d_csr_direct" : "polaris.sparse_conv2d_csr",
+          "($input, self.$prefix_row_offsets, self.$prefix_column_indices, self.$prefix_values, "
+          "$bias, ",
+          FormatList({params.kernel_height, params.kernel_width}), ", ", FormatList(site.stride),
+          ", ", FormatList(site.padding), ", ", FormatList(site.dilation), ")");
+      variant.attributes = {{"row_offsets", matrix.row_offsets},
+                            {"column_indices", matrix.column_indices},
+                            {"values", matrix.values}};
+      variants.push_back(variant);
+    }
     return variants;
   }
 
@@ -272,8 +272,8 @@ std::vector<Variant> SparseVariants(const LayerSite& site, const at::Tensor& wei
       columns % options.block_columns == 0) {
     absl::StatusOr<BsrMatrix> bsr = ToBsr(weight, options.block_rows, options.block_columns);
     // Blocks that store more than twice the nonzeros cannot beat CSR; do not time them.
-    const int64_t stored = bsr.ok() ? bsr->blocks() * options.block_rows * options.block_columns
-                                    : 0;
+    const int64_t stored =
+        bsr.ok() ? bsr->blocks() * options.block_rows * options.block_columns : 0;
     if (bsr.ok() && stored <= 2 * std::max<int64_t>(1, csr->nnz())) {
       const BsrMatrix matrix = *bsr;
       Variant variant;
@@ -302,9 +302,10 @@ std::vector<Variant> SparseVariants(const LayerSite& site, const at::Tensor& wei
         return internal::NmLinear(x, matrix, bias, internal::BestKernelIsa());
       };
       variant.bytes = StorageBytes(matrix);
-      variant.call = absl::StrCat("polaris.sparse_linear_nm($input, self.$prefix_values, "
-                                  "self.$prefix_indices, $bias, ",
-                                  columns, ", ", options.n, ", ", options.m, ")");
+      variant.call = absl::StrCat(
+          "polaris.sparse_linear_nm($input, self.$prefix_values, "
+          "self.$prefix_indices, $bias, ",
+          columns, ", ", options.n, ", ", options.m, ")");
       variant.attributes = {{"values", matrix.values}, {"indices", matrix.indices}};
       variants.push_back(variant);
     }
@@ -331,9 +332,8 @@ std::optional<at::Tensor> LayerInput(const LayerSite& site, const LayerInfo* inf
 // input and bias.
 void ReplaceWithMethodCall(Graph& graph, const LayerSite& site, const std::string& method) {
   Node* node = site.node;
-  Node* call = graph.create(c10::prim::CallMethod, {graph.inputs()[0], node->input(0),
-                                                    node->input(2)},
-                            1);
+  Node* call =
+      graph.create(c10::prim::CallMethod, {graph.inputs()[0], node->input(0), node->input(2)}, 1);
   call->s_(c10::attr::name, method);
   call->output()->setType(c10::TensorType::get());
   call->insertBefore(node);
@@ -368,8 +368,8 @@ absl::StatusOr<LayerExportDecision> ExportLayer(torch::jit::Module& exported, Gr
   }
   decision.sparsity = Sparsity(weight);
   if (uses != 1) {
-    decision.note = absl::StrCat("the weight is used by ", uses,
-                                 " operations in the graph; left unchanged");
+    decision.note =
+        absl::StrCat("the weight is used by ", uses, " operations in the graph; left unchanged");
     return decision;
   }
   if (decision.sparsity < options.min_sparsity) {
@@ -378,7 +378,7 @@ absl::StatusOr<LayerExportDecision> ExportLayer(torch::jit::Module& exported, Gr
     return decision;
   }
 
-  const std::optional<c10::IValue> bias_value = torch::jit::toIValue(site.node->input(2));
+  const c10::optional<c10::IValue> bias_value = torch::jit::toIValue(site.node->input(2));
   at::Tensor bias;
   if (std::optional<std::string> bias_path = GetAttrPath(site.node->input(2))) {
     POLARIS_ASSIGN_OR_RETURN(bias, FindTensor(exported, *bias_path));
@@ -393,8 +393,9 @@ absl::StatusOr<LayerExportDecision> ExportLayer(torch::jit::Module& exported, Gr
   if (!bias_known) {
     // Timing needs the bias value; keep the layer dense.
   } else if (site.is_conv && (!site.constant_arguments || site.groups != 1)) {
-    decision.note = "convolution with groups != 1, transposed or non-constant arguments has "
-                    "no sparse kernel; weight storage compacted only";
+    decision.note =
+        "convolution with groups != 1, transposed or non-constant arguments has "
+        "no sparse kernel; weight storage compacted only";
   } else if (!(input = LayerInput(site, info, weight, options.batch_size)).has_value()) {
     decision.note = "the layer was not reached by the example input, so it was not timed";
   } else {
@@ -407,22 +408,21 @@ absl::StatusOr<LayerExportDecision> ExportLayer(torch::jit::Module& exported, Gr
     const std::vector<int64_t> padding = site.padding;
     const std::vector<int64_t> dilation = site.dilation;
     const bool is_conv = site.is_conv;
-    POLARIS_ASSIGN_OR_RETURN(decision.dense_ms, MedianMs(
-                                                    [&] {
-                                                      return is_conv
-                                                                 ? at::conv2d(x, weight, bias,
-                                                                              stride, padding,
-                                                                              dilation)
-                                                                 : at::linear(x, weight, bias);
-                                                    },
-                                                    options.timing));
+    POLARIS_ASSIGN_OR_RETURN(
+        decision.dense_ms, MedianMs(
+                               [&] {
+                                 return is_conv
+                                            ? at::conv2d(x, weight, bias, stride, padding, dilation)
+                                            : at::linear(x, weight, bias);
+                               },
+                               options.timing));
     for (Variant& variant : variants) {
       POLARIS_ASSIGN_OR_RETURN(variant.ms,
                                MedianMs([&] { return variant.run(x); }, options.timing));
     }
-    const Variant& fastest = *std::min_element(
-        variants.begin(), variants.end(),
-        [](const Variant& a, const Variant& b) { return a.ms < b.ms; });
+    const Variant& fastest =
+        *std::min_element(variants.begin(), variants.end(),
+                          [](const Variant& a, const Variant& b) { return a.ms < b.ms; });
     decision.sparse_ms = fastest.ms;
     if (decision.dense_ms >= options.min_speedup * fastest.ms) {
       const std::string prefix = AttributePrefix(exported, site.layer);
@@ -454,8 +454,7 @@ absl::StatusOr<LayerExportDecision> ExportLayer(torch::jit::Module& exported, Gr
   exported.register_buffer(prefix + "_values", bitmap.values);
   exported.register_attribute(prefix + "_weight_cache", c10::OptionalType::ofTensor(),
                               c10::IValue());
-  exported.define(
-      absl::Substitute(R"(
+  exported.define(absl::Substitute(R"(
 def $0(self) -> Tensor:
     cached = self.$0_weight_cache
     if cached is None:
@@ -465,12 +464,92 @@ def $0(self) -> Tensor:
     else:
         return cached
 )",
-                       prefix, FormatList(bitmap.shape)),
-      std::make_shared<PolarisResolver>());
+                                   prefix, FormatList(bitmap.shape)),
+                  std::make_shared<PolarisResolver>());
   ReplaceWeightWithMethodCall(graph, site, prefix);
   decision.format = "dense-bitmap";
   decision.bytes_after = StorageBytes(bitmap);
   return decision;
+}
+
+// Returns the tensor at the attribute path of `value`, or an undefined tensor when `value` is
+// not a tensor attribute.
+at::Tensor AttributeTensor(const torch::jit::Module& model, const Value* value) {
+  std::optional<std::string> path = GetAttrPath(value);
+  if (!path.has_value()) return at::Tensor();
+  absl::StatusOr<at::Tensor> tensor = FindTensor(model, *path);
+  return tensor.ok() ? tensor->detach() : at::Tensor();
+}
+
+// Returns true when the boolean graph input `value` is false in inference: a constant false,
+// or a `training` attribute (false after eval()).
+bool IsInferenceFlag(const torch::jit::Module& model, const Value* value) {
+  // torch::jit::toIValue returns c10::optional. Keep that type: converting it to std::optional
+  // would wrap an empty result in a None IValue, because IValue converts from c10::optional.
+  if (c10::optional<c10::IValue> constant = torch::jit::toIValue(value)) {
+    return constant->isBool() && !constant->toBool();
+  }
+  std::optional<std::string> path = GetAttrPath(value);
+  if (!path.has_value()) return false;
+  const size_t dot = path->rfind('.');
+  const std::string name = dot == std::string::npos ? *path : path->substr(dot + 1);
+  if (name != "training") return false;
+  absl::StatusOr<torch::jit::Module> owner =
+      FindSubmodule(model, dot == std::string::npos ? "" : path->substr(0, dot));
+  return owner.ok() && !owner->is_training();
+}
+
+// Folds every aten::batch_norm that runs in inference mode on the output of a convolution
+// (used by nothing else) into that convolution: W' = W * s and b' = (b - mean) * s + beta per
+// output channel, with s = gamma / sqrt(running_var + eps). The folded weight replaces the
+// convolution's weight attribute; the folded bias becomes a new attribute of `model`. Layers
+// whose parameters are not plain attributes are left alone.
+absl::Status FoldBatchNorms(torch::jit::Module& model, Graph& graph) {
+  std::vector<Node*> norms;
+  for (Node* node : graph.nodes()) {
+    if (node->kind() == c10::aten::batch_norm) norms.push_back(node);
+  }
+  for (Node* norm : norms) {
+    Node* conv = norm->input(0)->node();
+    const bool is_conv =
+        conv->kind() == c10::aten::conv2d || conv->kind() == c10::aten::_convolution;
+    if (!is_conv || conv->output()->uses().size() != 1) continue;
+    // aten::batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
+    // eps, cudnn_enabled)
+    c10::optional<c10::IValue> eps = torch::jit::toIValue(norm->input(7));
+    const at::Tensor gamma = AttributeTensor(model, norm->input(1));
+    const at::Tensor beta = AttributeTensor(model, norm->input(2));
+    const at::Tensor mean = AttributeTensor(model, norm->input(3));
+    const at::Tensor variance = AttributeTensor(model, norm->input(4));
+    std::optional<std::string> weight_path = GetAttrPath(conv->input(1));
+    if (!eps.has_value() || !eps->isDouble() || !mean.defined() || !variance.defined() ||
+        !weight_path.has_value() || !IsInferenceFlag(model, norm->input(5))) {
+      continue;
+    }
+    POLARIS_ASSIGN_OR_RETURN(at::Tensor weight, FindTensor(model, *weight_path));
+    weight = weight.detach();
+    at::Tensor bias = AttributeTensor(model, conv->input(2));
+    if (!bias.defined() && !conv->input(2)->type()->cast<c10::NoneType>()) continue;
+
+    const at::Tensor scale =
+        (gamma.defined() ? gamma : at::ones_like(mean)) / at::sqrt(variance + eps->toDouble());
+    const at::Tensor folded_weight = weight * scale.reshape({-1, 1, 1, 1}).to(weight.scalar_type());
+    const at::Tensor folded_bias = ((bias.defined() ? bias : at::zeros_like(mean)) - mean) * scale +
+                                   (beta.defined() ? beta : at::zeros_like(mean));
+    POLARIS_RETURN_IF_ERROR(SetTensor(model, *weight_path, folded_weight));
+    const size_t dot = weight_path->rfind('.');
+    const std::string layer = dot == std::string::npos ? *weight_path : weight_path->substr(0, dot);
+    const std::string bias_name = AttributePrefix(model, layer) + "_folded_bias";
+    model.register_buffer(bias_name, folded_bias.contiguous());
+
+    torch::jit::WithInsertPoint guard(conv);
+    conv->replaceInput(2, graph.insertGetAttr(graph.inputs()[0], bias_name));
+    norm->output()->replaceAllUsesWith(conv->output());
+    // Dead-code elimination keeps batch_norm, whose schema lets it update the running
+    // statistics, so the folded node is removed here.
+    norm->destroy();
+  }
+  return absl::OkStatus();
 }
 
 // Largest absolute difference between the outputs of copies of `model` and `exported` on a
@@ -505,9 +584,12 @@ class ThreadScope {
 
 std::string SparseFormatName(SparseFormat format) {
   switch (format) {
-    case SparseFormat::kCsr: return "csr";
-    case SparseFormat::kBsr: return "bsr";
-    case SparseFormat::kNm: return "nm";
+    case SparseFormat::kCsr:
+      return "csr";
+    case SparseFormat::kBsr:
+      return "bsr";
+    case SparseFormat::kNm:
+      return "nm";
   }
   return "unknown";
 }
@@ -536,6 +618,11 @@ absl::StatusOr<SparseExportResult> ExportSparseModel(const torch::jit::Module& m
   POLARIS_RETURN_IF_ERROR(CallTorch("rewriting the forward graph", [&]() -> absl::Status {
     std::shared_ptr<Graph> graph = exported.get_method("forward").graph();
     torch::jit::Inline(*graph);
+    exported.eval();
+    if (options.fold_batch_norm) {
+      POLARIS_RETURN_IF_ERROR(FoldBatchNorms(exported, *graph));
+      torch::jit::EliminateDeadCode(graph);
+    }
     const std::vector<LayerSite> sites = FindLayerSites(*graph);
     if (sites.empty()) {
       return absl::InvalidArgumentError(
@@ -561,7 +648,7 @@ absl::StatusOr<SparseExportResult> ExportSparseModel(const torch::jit::Module& m
     }
     torch::jit::EliminateDeadCode(graph);
 
-    // The replaced weights are no longer read by forward; keep them as empty tensors so the
+    // Forward no longer reads the replaced weights. They become empty tensors, so the
     // submodules' types stay intact while the file drops their data.
     std::map<std::string, int> remaining;
     CountAttributeUses(graph->block(), remaining);
@@ -575,12 +662,11 @@ absl::StatusOr<SparseExportResult> ExportSparseModel(const torch::jit::Module& m
     return absl::OkStatus();
   }));
 
-  const at::Tensor check_input =
-      at::randn([&] {
-        std::vector<int64_t> shape = example_shape;
-        shape[0] = std::min<int64_t>(options.batch_size, 8);
-        return shape;
-      }());
+  const at::Tensor check_input = at::randn([&] {
+    std::vector<int64_t> shape = example_shape;
+    shape[0] = std::min<int64_t>(options.batch_size, 8);
+    return shape;
+  }());
   double output_scale = 0;
   POLARIS_ASSIGN_OR_RETURN(result.max_output_difference,
                            MaxOutputDifference(model, exported, check_input, output_scale));

@@ -5,10 +5,10 @@
 // For every Linear and Conv2d layer of the forward graph, ExportSparseModel measures on this
 // machine, at options.batch_size and with options.threads, the dense layer (torch.linear /
 // torch.conv2d) against each sparse format the options allow. A layer calls a polaris sparse
-// operator (sparse/ops.cc) only when the fastest sparse format was measured faster than dense;
-// otherwise it stays dense, and if it has zeros its weight is stored as a bitmap plus values
-// and expanded once, on the first forward call, into a cached attribute. The decision and both
-// timings are returned for every layer.
+// operator (sparse/ops.cc) only when the fastest sparse format was measured faster than dense.
+// Otherwise it stays dense. If its weight has zeros, the weight is then stored as a bitmap
+// plus values and expanded once, on the first forward call, into a cached attribute. The
+// decision and both timings are returned for every layer.
 //
 //   SparseExportOptions options;  // batch 64, CSR for Linear and Conv2d
 //   POLARIS_ASSIGN_OR_RETURN(SparseExportResult exported, ExportSparseModel(model, options));
@@ -16,7 +16,7 @@
 //
 // The exported file needs the polaris operators: C++ programs link //sparse:ops, Python loads
 // libpolaris_sparse_ops.so with torch.ops.load_library. Its forward is the inlined forward
-// graph of `model` with the rewritten layers; the replaced weights of the layer submodules
+// graph of `model` with the rewritten layers. The replaced weights of the layer submodules
 // become empty tensors, so a submodule's own forward (model.fc1(x)) no longer runs.
 #ifndef POLARIS_SPARSE_EXPORT_H_
 #define POLARIS_SPARSE_EXPORT_H_
@@ -55,8 +55,7 @@ struct SparseExportOptions {
   // Layers whose weights have a smaller fraction of zeros stay dense and uncompressed.
   double min_sparsity = 0.3;
   // Formats tried for the sparse kernel. Empty: every layer stays dense (compactly stored).
-  std::vector<SparseFormat> formats = {SparseFormat::kCsr, SparseFormat::kBsr,
-                                       SparseFormat::kNm};
+  std::vector<SparseFormat> formats = {SparseFormat::kCsr, SparseFormat::kBsr, SparseFormat::kNm};
   int64_t block_rows = 4;
   int64_t block_columns = 4;
   int n = 2;
@@ -67,12 +66,16 @@ struct SparseExportOptions {
   // Shape of one input example without the batch dimension; it is used to find the layers'
   // input shapes. Default: Fashion-MNIST, {1, 28, 28}.
   std::vector<int64_t> example_shape = {1, 28, 28};
+  // Fold each inference-mode BatchNorm that directly follows a Conv2d into the convolution's
+  // weight and bias first, as optimize_for_inference does for dense models. Scaling an output
+  // channel keeps its zeros, so the sparsity is unchanged.
+  bool fold_batch_norm = true;
   // Timing of each variant of each layer.
-  LatencyOptions timing = {.warmup_runs = 3, .timed_runs = 15, .max_seconds = 1.0,
-                           .min_timed_runs = 5};
+  LatencyOptions timing = {
+      .warmup_runs = 3, .timed_runs = 15, .max_seconds = 1.0, .min_timed_runs = 5};
 };
 
-// What ExportSparseModel did with one layer.
+// The export decision for one layer, with the measurements behind it.
 struct LayerExportDecision {
   // Module path of the layer ("fc1", "layer1.conv2").
   std::string layer;
@@ -80,18 +83,19 @@ struct LayerExportDecision {
   std::string kind;
   // Fraction of zeros in the weight.
   double sparsity = 0;
-  // "csr", "bsr4x4", "nm2:4" for a sparse kernel; "dense-bitmap" for a dense layer whose
-  // weight is stored as bitmap plus values; "dense" for one stored unchanged.
+  // Format of a sparse kernel: "csr", "bsr4x4", "nm2:4", or "csr-direct" (convolution
+  // without im2col). A dense layer is "dense-bitmap" when its weight is stored as bitmap plus
+  // values, and "dense" when it is stored unchanged.
   std::string format;
   // Median milliseconds of the dense layer and of the fastest sparse format at the options'
-  // batch size; sparse_ms is 0 when no sparse format was timed.
+  // batch size. Both are 0 when no sparse format was timed.
   double dense_ms = 0;
   double sparse_ms = 0;
   bool uses_sparse_kernel = false;
   // Bytes of the weight's tensors before and after export.
   int64_t bytes_before = 0;
   int64_t bytes_after = 0;
-  // Why the layer was left dense or not timed, when it was.
+  // Reason the layer was left dense or was not timed; empty otherwise.
   std::string note;
 };
 

@@ -8,6 +8,7 @@
 #include "ATen/TensorOperators.h"
 #include "ATen/core/grad_mode.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/evaluate.h"
 #include "core/graph_utils.h"
@@ -31,7 +32,8 @@ void PruneWeight(torch::jit::Module& model, const std::string& path, double spar
   at::Tensor weight = *FindTensor(model, path);
   at::NoGradGuard no_grad;
   const int64_t pruned = static_cast<int64_t>(sparsity * weight.numel());
-  const at::Tensor threshold = std::get<0>(weight.abs().flatten().kthvalue(std::max<int64_t>(pruned, 1)));
+  const at::Tensor threshold =
+      std::get<0>(weight.abs().flatten().kthvalue(std::max<int64_t>(pruned, 1)));
   weight.mul_(weight.abs().gt(threshold));
 }
 
@@ -41,7 +43,7 @@ torch::jit::Module PrunedMlp(double sparsity) {
   return model;
 }
 
-// Forces a sparse kernel wherever one applies, whatever the timings say.
+// Forces a sparse kernel wherever one applies, whatever the timings are.
 SparseExportOptions AlwaysSparse() {
   SparseExportOptions options;
   options.min_speedup = 1e-9;
@@ -149,12 +151,22 @@ TEST(ExportSparseModel, LeavesCallersModelUnchanged) {
 }
 
 TEST(ExportSparseModel, ConvolutionsUseSparseKernel) {
-  torch::jit::Module model =
-      *MakeReferenceModel(ReferenceModel::kResidualCnn, testing::TestSeed());
-  for (const char* path : {"conv1.weight", "layer1.conv1.weight", "layer1.conv2.weight",
-                           "layer2.conv1.weight", "layer2.conv2.weight",
-                           "layer2.shortcut_conv.weight", "fc.weight"}) {
+  torch::jit::Module model = *MakeReferenceModel(ReferenceModel::kResidualCnn, testing::TestSeed());
+  for (const char* path :
+       {"conv1.weight", "layer1.conv1.weight", "layer1.conv2.weight", "layer2.conv1.weight",
+        "layer2.conv2.weight", "layer2.shortcut_conv.weight", "fc.weight"}) {
     PruneWeight(model, path, 0.8);
+  }
+  // Trained-looking BatchNorm statistics, so that folding them changes the weights.
+  at::NoGradGuard no_grad;
+  for (const char* norm :
+       {"bn1", "layer1.bn1", "layer1.bn2", "layer2.bn1", "layer2.bn2", "layer2.shortcut_bn"}) {
+    for (const char* name : {"weight", "bias", "running_mean"}) {
+      at::Tensor tensor = *FindTensor(model, absl::StrCat(norm, ".", name));
+      tensor.copy_(at::randn(tensor.sizes()) * 0.5);
+    }
+    at::Tensor variance = *FindTensor(model, absl::StrCat(norm, ".running_var"));
+    variance.copy_(at::rand(variance.sizes()) + 0.5);
   }
   model.eval();
   absl::StatusOr<SparseExportResult> result = ExportSparseModel(model, AlwaysSparse());
@@ -163,8 +175,12 @@ TEST(ExportSparseModel, ConvolutionsUseSparseKernel) {
   for (const LayerExportDecision& decision : result->layers) {
     EXPECT_TRUE(decision.uses_sparse_kernel) << decision.layer << ": " << decision.note;
   }
-  EXPECT_TRUE(HasOperator(result->model, "polaris::sparse_conv2d_csr"));
+  EXPECT_TRUE(HasOperator(result->model, "polaris::sparse_conv2d_csr") ||
+              HasOperator(result->model, "polaris::sparse_conv2d_csr_direct"))
+      << absl::StrJoin(OperatorNames(result->model), " ");
   EXPECT_FALSE(HasOperator(result->model, "aten::conv2d"));
+  // BatchNorm was folded into the convolutions before they became sparse.
+  EXPECT_FALSE(HasOperator(result->model, "aten::batch_norm"));
   const at::Tensor input = at::randn({3, 1, 28, 28});
   EXPECT_TRUE(at::allclose(Forward(model, input), Forward(result->model, input), 1e-4, 1e-4));
   EXPECT_LT(result->size_after.file_bytes, result->size_before.file_bytes * 0.6);
@@ -186,20 +202,16 @@ TEST(ExportSparseModel, RejectsBadInput) {
   torch::jit::Module model = PrunedMlp(0.9);
   SparseExportOptions options = AlwaysSparse();
   options.batch_size = 0;
-  EXPECT_EQ(ExportSparseModel(model, options).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExportSparseModel(model, options).status().code(), absl::StatusCode::kInvalidArgument);
   options = AlwaysSparse();
   options.min_sparsity = 1.0;
-  EXPECT_EQ(ExportSparseModel(model, options).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExportSparseModel(model, options).status().code(), absl::StatusCode::kInvalidArgument);
   options = AlwaysSparse();
   options.n = 5;
-  EXPECT_EQ(ExportSparseModel(model, options).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExportSparseModel(model, options).status().code(), absl::StatusCode::kInvalidArgument);
   options = AlwaysSparse();
   options.example_shape = {3, 3};
-  EXPECT_EQ(ExportSparseModel(model, options).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExportSparseModel(model, options).status().code(), absl::StatusCode::kInvalidArgument);
 
   torch::jit::Module empty("__torch__.Empty");
   empty.register_attribute("training", c10::BoolType::get(), false);
@@ -221,8 +233,8 @@ TEST(ExportSparseModel, PythonPredictsSameClasses) {
   PruneWeight(cnn, "layer1.conv2.weight", 0.8);
   PruneWeight(cnn, "fc.weight", 0.9);
   cnn.eval();
-  const std::vector<std::pair<std::string, torch::jit::Module>> models = {
-      {"mlp", PrunedMlp(0.9)}, {"cnn", cnn}};
+  const std::vector<std::pair<std::string, torch::jit::Module>> models = {{"mlp", PrunedMlp(0.9)},
+                                                                          {"cnn", cnn}};
   for (const auto& [name, model] : models) {
     for (const SparseExportOptions& options : {AlwaysSparse(), NeverSparse()}) {
       SCOPED_TRACE(name + (options.formats.empty() ? " dense-bitmap" : " sparse"));

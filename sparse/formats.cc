@@ -34,19 +34,18 @@ absl::StatusOr<PreparedMatrix> Prepare(const at::Tensor& dense, const at::Tensor
     return absl::InvalidArgumentError("the dense weight is an undefined tensor; pass a weight");
   }
   if (!at::isFloatingType(dense.scalar_type())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the dense weight must be floating point, got ", c10::toString(dense.scalar_type()),
-        "; convert it with .to(torch.float32)"));
+    return absl::InvalidArgumentError(absl::StrCat("the dense weight must be floating point, got ",
+                                                   c10::toString(dense.scalar_type()),
+                                                   "; convert it with .to(torch.float32)"));
   }
   if (dense.dim() < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the dense weight must have at least 2 dimensions, got shape ",
-                     ShapeString(dense)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the dense weight must have at least 2 dimensions, got shape ", ShapeString(dense)));
   }
   if (mask.defined() && !mask.sizes().equals(dense.sizes())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the mask has shape ", ShapeString(mask), " but the weight has shape ",
-                     ShapeString(dense), "; pass a mask of the weight's shape"));
+    return absl::InvalidArgumentError(absl::StrCat("the mask has shape ", ShapeString(mask),
+                                                   " but the weight has shape ", ShapeString(dense),
+                                                   "; pass a mask of the weight's shape"));
   }
   if (dense.numel() > kMaxInt32) {
     return absl::OutOfRangeError(absl::StrCat(
@@ -86,17 +85,14 @@ absl::Status CheckTensor(const at::Tensor& tensor, const char* name, at::ScalarT
   }
   if (tensor.scalar_type() != dtype) {
     return absl::InvalidArgumentError(absl::StrCat(name, " must be ", c10::toString(dtype),
-                                                   ", got ",
-                                                   c10::toString(tensor.scalar_type())));
+                                                   ", got ", c10::toString(tensor.scalar_type())));
   }
   if (!tensor.device().is_cpu() || !tensor.is_contiguous()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be a contiguous CPU tensor"));
+    return absl::InvalidArgumentError(absl::StrCat(name, " must be a contiguous CPU tensor"));
   }
   if (!tensor.sizes().equals(shape)) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " has shape ", ShapeString(tensor),
-                                                   ", expected [", absl::StrJoin(shape, ", "),
-                                                   "]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " has shape ", ShapeString(tensor), ", expected [", absl::StrJoin(shape, ", "), "]"));
   }
   return absl::OkStatus();
 }
@@ -110,25 +106,23 @@ absl::Status CheckCompressedRows(const at::Tensor& row_offsets, const at::Tensor
   const int32_t* offsets = row_offsets.data_ptr<int32_t>();
   const int32_t* indices = column_indices.data_ptr<int32_t>();
   if (offsets[0] != 0 || offsets[count] != entries) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("row_offsets must start at 0 and end at ", entries, ", got ", offsets[0],
-                     " and ", offsets[count]));
+    return absl::InvalidArgumentError(absl::StrCat("row_offsets must start at 0 and end at ",
+                                                   entries, ", got ", offsets[0], " and ",
+                                                   offsets[count]));
   }
   for (int64_t row = 0; row < count; ++row) {
     if (offsets[row + 1] < offsets[row]) {
       return absl::InvalidArgumentError(absl::StrCat("row_offsets fall at row ", row, ": ",
-                                                     offsets[row], " then ",
-                                                     offsets[row + 1]));
+                                                     offsets[row], " then ", offsets[row + 1]));
     }
     for (int32_t k = offsets[row]; k < offsets[row + 1]; ++k) {
       if (indices[k] < 0 || indices[k] >= limit) {
-        return absl::InvalidArgumentError(absl::StrCat("column index ", indices[k], " of row ",
-                                                       row, " is outside [0, ", limit, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("column index ", indices[k], " of row ", row,
+                                                       " is outside [0, ", limit, ")"));
       }
       if (k > offsets[row] && indices[k] <= indices[k - 1]) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("column indices of row ", row, " do not rise: ", indices[k - 1],
-                         " then ", indices[k]));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "column indices of row ", row, " do not rise: ", indices[k - 1], " then ", indices[k]));
       }
     }
   }
@@ -137,8 +131,8 @@ absl::Status CheckCompressedRows(const at::Tensor& row_offsets, const at::Tensor
 
 absl::Status CheckDimensions(int64_t rows, int64_t columns) {
   if (rows < 0 || columns < 0 || rows * columns > kMaxInt32) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "matrix dimensions ", rows, " x ", columns, " are negative or exceed int32 indices"));
+    return absl::InvalidArgumentError(absl::StrCat("matrix dimensions ", rows, " x ", columns,
+                                                   " are negative or exceed int32 indices"));
   }
   return absl::OkStatus();
 }
@@ -176,18 +170,17 @@ absl::StatusOr<CsrMatrix> ToCsr(const at::Tensor& dense, const at::Tensor& mask)
   });
 }
 
-absl::StatusOr<BsrMatrix> ToBsr(const at::Tensor& dense, int64_t block_rows,
-                                int64_t block_columns, const at::Tensor& mask) {
+absl::StatusOr<BsrMatrix> ToBsr(const at::Tensor& dense, int64_t block_rows, int64_t block_columns,
+                                const at::Tensor& mask) {
   POLARIS_ASSIGN_OR_RETURN(PreparedMatrix prepared, Prepare(dense, mask));
   if (block_rows < 1 || block_columns < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("block size ", block_rows, " x ",
-                                                   block_columns, " must be at least 1 x 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("block size ", block_rows, " x ", block_columns, " must be at least 1 x 1"));
   }
   if (prepared.rows % block_rows != 0 || prepared.columns % block_columns != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "block size ", block_rows, " x ", block_columns, " does not divide the ",
-        prepared.rows, " x ", prepared.columns,
-        " weight matrix; choose block sizes that divide both dimensions"));
+        "block size ", block_rows, " x ", block_columns, " does not divide the ", prepared.rows,
+        " x ", prepared.columns, " weight matrix; choose block sizes that divide both dimensions"));
   }
   return CallTorch("converting the weight to BSR", [&] {
     const float* values = prepared.values.data_ptr<float>();
@@ -201,8 +194,8 @@ absl::StatusOr<BsrMatrix> ToBsr(const at::Tensor& dense, int64_t block_rows,
            ++block_column) {
         bool any_kept = false;
         for (int64_t i = 0; i < block_rows && !any_kept; ++i) {
-          const int64_t start = (block_row * block_rows + i) * prepared.columns +
-                                block_column * block_columns;
+          const int64_t start =
+              (block_row * block_rows + i) * prepared.columns + block_column * block_columns;
           for (int64_t j = 0; j < block_columns; ++j) any_kept = any_kept || keep[start + j];
         }
         if (!any_kept) continue;
@@ -210,8 +203,8 @@ absl::StatusOr<BsrMatrix> ToBsr(const at::Tensor& dense, int64_t block_rows,
         block_values.resize(block_values.size() + block_size);
         float* block = block_values.data() + block_values.size() - block_size;
         for (int64_t i = 0; i < block_rows; ++i) {
-          const int64_t start = (block_row * block_rows + i) * prepared.columns +
-                                block_column * block_columns;
+          const int64_t start =
+              (block_row * block_rows + i) * prepared.columns + block_column * block_columns;
           for (int64_t j = 0; j < block_columns; ++j) {
             block[i * block_columns + j] = keep[start + j] ? values[start + j] : 0.0f;
           }
@@ -222,8 +215,9 @@ absl::StatusOr<BsrMatrix> ToBsr(const at::Tensor& dense, int64_t block_rows,
     BsrMatrix bsr;
     bsr.row_offsets = Int32Tensor(row_offsets);
     bsr.column_indices = Int32Tensor(column_indices);
-    bsr.values = FloatTensor(block_values).reshape(
-        {static_cast<int64_t>(column_indices.size()), block_rows, block_columns});
+    bsr.values =
+        FloatTensor(block_values)
+            .reshape({static_cast<int64_t>(column_indices.size()), block_rows, block_columns});
     bsr.rows = prepared.rows;
     bsr.columns = prepared.columns;
     bsr.block_rows = block_rows;
@@ -234,15 +228,15 @@ absl::StatusOr<BsrMatrix> ToBsr(const at::Tensor& dense, int64_t block_rows,
 
 absl::StatusOr<NmMatrix> ToNm(const at::Tensor& dense, int n, int m, const at::Tensor& mask) {
   if (n < 1 || n > m || m > 255) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "N:M sparsity needs 1 <= N <= M <= 255, got N = ", n, ", M = ", m,
-        (n > m ? "; N must not exceed M" : "")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("N:M sparsity needs 1 <= N <= M <= 255, got N = ", n, ", M = ", m,
+                     (n > m ? "; N must not exceed M" : "")));
   }
   POLARIS_ASSIGN_OR_RETURN(PreparedMatrix prepared, Prepare(dense, mask));
   if (prepared.columns % m != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the weight has ", prepared.columns, " input columns, not a multiple of M = ", m,
-        "; N:M groups must tile the input dimension"));
+    return absl::InvalidArgumentError(absl::StrCat("the weight has ", prepared.columns,
+                                                   " input columns, not a multiple of M = ", m,
+                                                   "; N:M groups must tile the input dimension"));
   }
   const int64_t groups = prepared.columns / m;
   return CallTorch("packing the weight as N:M", [&]() -> absl::StatusOr<NmMatrix> {
@@ -271,10 +265,10 @@ absl::StatusOr<NmMatrix> ToNm(const at::Tensor& dense, int n, int m, const at::T
           ++kept;
         }
         if (kept > n) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "the weight is not ", n, ":", m, " sparse: row ", row, ", group ", group,
-              " (columns ", group * m, "-", group * m + m - 1, ") keeps ", kept,
-              " elements; prune it to ", n, ":", m, " first"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("the weight is not ", n, ":", m, " sparse: row ", row, ", group ", group,
+                           " (columns ", group * m, "-", group * m + m - 1, ") keeps ", kept,
+                           " elements; prune it to ", n, ":", m, " first"));
         }
         // Pad short groups with zero values at unused positions, then sort the slots by
         // position, so that the positions of a group are distinct and rise.
@@ -332,14 +326,13 @@ absl::Status ValidateBitmap(const BitmapMatrix& matrix) {
   int64_t elements = 1;
   for (int64_t size : matrix.shape) {
     if (size < 0 || (size > 0 && elements > kMaxInt32 / size)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid bitmap matrix: shape [", absl::StrJoin(matrix.shape, ", "),
-          "] is negative or has more than ", kMaxInt32, " elements"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid bitmap matrix: shape [", absl::StrJoin(matrix.shape, ", "),
+                       "] is negative or has more than ", kMaxInt32, " elements"));
     }
     elements *= size;
   }
-  POLARIS_RETURN_IF_ERROR(
-      CheckTensor(matrix.bitmap, "bitmap", at::kByte, {(elements + 7) / 8}));
+  POLARIS_RETURN_IF_ERROR(CheckTensor(matrix.bitmap, "bitmap", at::kByte, {(elements + 7) / 8}));
   if (!matrix.values.defined() || matrix.values.dim() != 1) {
     return absl::InvalidArgumentError("bitmap values must be a defined 1-D tensor");
   }
@@ -374,8 +367,8 @@ absl::Status ValidateCsr(const CsrMatrix& matrix) {
 
 absl::Status ValidateBsr(const BsrMatrix& matrix) {
   POLARIS_RETURN_IF_ERROR(CheckDimensions(matrix.rows, matrix.columns));
-  if (matrix.block_rows < 1 || matrix.block_columns < 1 ||
-      matrix.rows % matrix.block_rows != 0 || matrix.columns % matrix.block_columns != 0) {
+  if (matrix.block_rows < 1 || matrix.block_columns < 1 || matrix.rows % matrix.block_rows != 0 ||
+      matrix.columns % matrix.block_columns != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "invalid BSR matrix: block size ", matrix.block_rows, " x ", matrix.block_columns,
         " does not divide the ", matrix.rows, " x ", matrix.columns, " matrix"));
@@ -401,17 +394,15 @@ absl::Status ValidateNm(const NmMatrix& matrix) {
   }
   const int64_t slots = matrix.columns / matrix.m * matrix.n;
   POLARIS_RETURN_IF_ERROR(CheckTensor(matrix.values, "values", at::kFloat, {matrix.rows, slots}));
-  POLARIS_RETURN_IF_ERROR(
-      CheckTensor(matrix.indices, "indices", at::kByte, {matrix.rows, slots}));
+  POLARIS_RETURN_IF_ERROR(CheckTensor(matrix.indices, "indices", at::kByte, {matrix.rows, slots}));
   const uint8_t* indices = matrix.indices.data_ptr<uint8_t>();
   for (int64_t group_start = 0; group_start < matrix.rows * slots; group_start += matrix.n) {
     for (int slot = 0; slot < matrix.n; ++slot) {
       const uint8_t position = indices[group_start + slot];
       if (position >= matrix.m || (slot > 0 && position <= indices[group_start + slot - 1])) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "invalid N:M matrix: in-group positions must rise and lie in [0, ", matrix.m,
-            "), row ", group_start / slots, " has ", static_cast<int>(position), " at slot ",
-            slot));
+            "invalid N:M matrix: in-group positions must rise and lie in [0, ", matrix.m, "), row ",
+            group_start / slots, " has ", static_cast<int>(position), " at slot ", slot));
       }
     }
   }

@@ -15,7 +15,7 @@
 //   POLARIS_ASSIGN_OR_RETURN(at::Tensor back, ToDense(csr));  // == weight * (mask != 0)
 //
 // All tensors are contiguous CPU tensors: indices int32 (uint8 for N:M positions), values
-// float32. Every function here returns errors as absl::Status and never throws.
+// float32. Every function here catches LibTorch's exceptions and returns absl::Status.
 #ifndef POLARIS_SPARSE_FORMATS_H_
 #define POLARIS_SPARSE_FORMATS_H_
 
@@ -58,9 +58,9 @@ struct BsrMatrix {
 };
 
 // N:M structured sparsity along the input (column) dimension. Row r, group g (columns
-// [g * m, (g + 1) * m)) keeps n slots: values[r][g * n + j] at column g * m + indices[r][g * n + j].
-// Groups with fewer than n kept elements are padded with zero values; the positions of the
-// slots of one group rise and are distinct.
+// [g * m, (g + 1) * m)) keeps n slots: slot j holds values[r][g * n + j] at column
+// g * m + indices[r][g * n + j]. Groups with fewer than n kept elements are padded with zero
+// values, and the positions of the slots of one group rise and are distinct.
 struct NmMatrix {
   at::Tensor values;   // float32 [rows, columns / m * n]
   at::Tensor indices;  // uint8 [rows, columns / m * n], each in [0, m)
@@ -90,8 +90,8 @@ absl::StatusOr<CsrMatrix> ToCsr(const at::Tensor& dense, const at::Tensor& mask 
 // Converts `dense` to BSR; a block is stored when any of its elements is kept (see ToCsr for
 // the mask). Errors: those of ToCsr, and kInvalidArgument when a block size is below 1 or does
 // not divide the matrix's rows or columns.
-absl::StatusOr<BsrMatrix> ToBsr(const at::Tensor& dense, int64_t block_rows,
-                                int64_t block_columns, const at::Tensor& mask = {});
+absl::StatusOr<BsrMatrix> ToBsr(const at::Tensor& dense, int64_t block_rows, int64_t block_columns,
+                                const at::Tensor& mask = {});
 
 // Packs `dense`, which must already be N:M sparse (at most n kept elements in every group of m
 // columns), into NmMatrix. Errors: those of ToCsr; kInvalidArgument when n < 1, n > m, m > 255,

@@ -34,8 +34,8 @@ void ExpectSameTensor(const at::Tensor& expected, const at::Tensor& actual) {
 }
 
 const std::vector<double> kSparsities = {0.0, 0.5, 0.9, 0.99, 1.0};
-const std::vector<std::pair<int64_t, int64_t>> kShapes = {
-    {1, 1}, {1, 17}, {7, 1}, {13, 31}, {16, 16}, {63, 65}, {64, 128}};
+const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1},   {1, 17},  {7, 1},   {13, 31},
+                                                          {16, 16}, {63, 65}, {64, 128}};
 
 TEST(ToCsr, RoundTripsShapesAndSparsities) {
   for (const auto& [rows, columns] : kShapes) {
@@ -87,20 +87,19 @@ TEST(ToCsr, FlattensConvolutionWeights) {
 TEST(ToCsr, RejectsBadInput) {
   EXPECT_EQ(ToCsr(at::Tensor()).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ToCsr(at::ones({5})).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ToCsr(at::ones({2, 2}, at::kInt)).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ToCsr(at::ones({2, 2}, at::kInt)).status().code(), absl::StatusCode::kInvalidArgument);
   const absl::Status mismatch = ToCsr(at::ones({4, 4}), at::ones({4, 5})).status();
   EXPECT_EQ(mismatch.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(mismatch.message().find("[4, 5]"), absl::string_view::npos) << mismatch;
 }
 
 TEST(ToBsr, RoundTripsBlockSizes) {
-  const std::vector<std::pair<int64_t, int64_t>> block_sizes = {
-      {1, 1}, {1, 4}, {4, 1}, {2, 2}, {4, 4}, {8, 8}, {3, 5}, {16, 1}};
+  const std::vector<std::pair<int64_t, int64_t>> block_sizes = {{1, 1}, {1, 4}, {4, 1}, {2, 2},
+                                                                {4, 4}, {8, 8}, {3, 5}, {16, 1}};
   for (const auto& [block_rows, block_columns] : block_sizes) {
     for (double sparsity : kSparsities) {
       SCOPED_TRACE(::testing::Message() << "block " << block_rows << "x" << block_columns
-                                      << " at sparsity " << sparsity);
+                                        << " at sparsity " << sparsity);
       const int64_t rows = block_rows * 6;
       const int64_t columns = block_columns * 7;
       const at::Tensor weight = RandomSparseWeight(rows, columns, sparsity, block_rows);
@@ -142,8 +141,8 @@ at::Tensor NmSparseWeight(int64_t rows, int64_t columns, int n, int m, uint64_t 
 }
 
 TEST(ToNm, RoundTripsPatterns) {
-  const std::vector<std::pair<int, int>> patterns = {{2, 4}, {1, 4}, {4, 8}, {3, 7}, {1, 1},
-                                                     {16, 16}};
+  const std::vector<std::pair<int, int>> patterns = {{2, 4}, {1, 4}, {4, 8},
+                                                     {3, 7}, {1, 1}, {16, 16}};
   for (const auto& [n, m] : patterns) {
     SCOPED_TRACE(::testing::Message() << n << ":" << m);
     const at::Tensor weight = NmSparseWeight(11, m * 5, n, m, n * 10 + m);

@@ -24,15 +24,15 @@ constexpr int64_t kRowCost = 4;
 void CheckFloatTensor(const at::Tensor& tensor, const char* name) {
   TORCH_CHECK_VALUE(tensor.defined(), "polaris sparse layer: ", name, " is undefined");
   TORCH_CHECK_VALUE(tensor.scalar_type() == at::kFloat, "polaris sparse layer: ", name,
-              " must be float32, got ", tensor.scalar_type(), "; convert it with .float()");
+                    " must be float32, got ", tensor.scalar_type(), "; convert it with .float()");
   TORCH_CHECK_VALUE(tensor.device().is_cpu(), "polaris sparse layer: ", name,
-              " must be on the CPU, got ", tensor.device());
+                    " must be on the CPU, got ", tensor.device());
 }
 
 void CheckIndexTensor(const at::Tensor& tensor, const char* name, at::ScalarType dtype) {
   TORCH_CHECK_VALUE(tensor.defined() && tensor.scalar_type() == dtype && tensor.is_contiguous() &&
-                  tensor.device().is_cpu(),
-              "polaris sparse layer: ", name, " must be a contiguous CPU tensor of ", dtype);
+                        tensor.device().is_cpu(),
+                    "polaris sparse layer: ", name, " must be a contiguous CPU tensor of ", dtype);
 }
 
 // Returns bias as a float pointer after checking its shape, or null when it is undefined.
@@ -40,44 +40,46 @@ const float* BiasPointer(const at::Tensor& bias, int64_t rows) {
   if (!bias.defined()) return nullptr;
   CheckFloatTensor(bias, "bias");
   TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == rows && bias.is_contiguous(),
-              "polaris sparse layer: bias has shape ", bias.sizes(), " but the weight has ",
-              rows, " output rows; pass a contiguous bias of shape [", rows, "]");
+                    "polaris sparse layer: bias has shape ", bias.sizes(), " but the weight has ",
+                    rows, " output rows; pass a contiguous bias of shape [", rows, "]");
   return bias.data_ptr<float>();
 }
 
 void CheckCsr(const CsrMatrix& w) {
   TORCH_CHECK_VALUE(w.rows >= 0 && w.columns >= 0, "polaris sparse layer: invalid CSR dimensions ",
-              w.rows, " x ", w.columns);
+                    w.rows, " x ", w.columns);
   CheckIndexTensor(w.row_offsets, "CSR row_offsets", at::kInt);
   CheckIndexTensor(w.column_indices, "CSR column_indices", at::kInt);
   CheckFloatTensor(w.values, "CSR values");
   TORCH_CHECK_VALUE(w.values.is_contiguous() && w.values.dim() == 1 && w.row_offsets.dim() == 1 &&
-                  w.row_offsets.numel() == w.rows + 1 &&
-                  w.column_indices.numel() == w.values.numel(),
-              "polaris sparse layer: inconsistent CSR matrix: ", w.rows,
-              " rows with row_offsets of shape ", w.row_offsets.sizes(), ", column_indices of "
-              "shape ", w.column_indices.sizes(), " and values of shape ", w.values.sizes());
+                        w.row_offsets.numel() == w.rows + 1 &&
+                        w.column_indices.numel() == w.values.numel(),
+                    "polaris sparse layer: inconsistent CSR matrix: ", w.rows,
+                    " rows with row_offsets of shape ", w.row_offsets.sizes(),
+                    ", column_indices of "
+                    "shape ",
+                    w.column_indices.sizes(), " and values of shape ", w.values.sizes());
   TORCH_CHECK_VALUE(CheckRowOffsets(w.row_offsets.data_ptr<int32_t>(), w.rows, w.values.numel()),
-              "polaris sparse layer: CSR row_offsets must start at 0, never fall and end at ",
-              w.values.numel(), "; the file may be damaged");
+                    "polaris sparse layer: CSR row_offsets must start at 0, never fall and end at ",
+                    w.values.numel(), "; the file may be damaged");
 }
 
 void CheckBsr(const BsrMatrix& w) {
   TORCH_CHECK_VALUE(w.block_rows >= 1 && w.block_columns >= 1 && w.rows >= 0 && w.columns >= 0 &&
-                  w.rows % w.block_rows == 0 && w.columns % w.block_columns == 0,
-              "polaris sparse layer: block size ", w.block_rows, " x ", w.block_columns,
-              " does not divide the ", w.rows, " x ", w.columns, " matrix");
+                        w.rows % w.block_rows == 0 && w.columns % w.block_columns == 0,
+                    "polaris sparse layer: block size ", w.block_rows, " x ", w.block_columns,
+                    " does not divide the ", w.rows, " x ", w.columns, " matrix");
   CheckIndexTensor(w.row_offsets, "BSR row_offsets", at::kInt);
   CheckIndexTensor(w.column_indices, "BSR column_indices", at::kInt);
   CheckFloatTensor(w.values, "BSR values");
   const int64_t block_row_count = w.rows / w.block_rows;
   TORCH_CHECK_VALUE(w.values.is_contiguous() && w.values.dim() == 3 &&
-                  w.values.size(1) == w.block_rows && w.values.size(2) == w.block_columns &&
-                  w.row_offsets.numel() == block_row_count + 1 &&
-                  w.column_indices.numel() == w.values.size(0),
-              "polaris sparse layer: inconsistent BSR matrix: values of shape ",
-              w.values.sizes(), ", row_offsets of shape ", w.row_offsets.sizes(),
-              ", column_indices of shape ", w.column_indices.sizes());
+                        w.values.size(1) == w.block_rows && w.values.size(2) == w.block_columns &&
+                        w.row_offsets.numel() == block_row_count + 1 &&
+                        w.column_indices.numel() == w.values.size(0),
+                    "polaris sparse layer: inconsistent BSR matrix: values of shape ",
+                    w.values.sizes(), ", row_offsets of shape ", w.row_offsets.sizes(),
+                    ", column_indices of shape ", w.column_indices.sizes());
   TORCH_CHECK_VALUE(
       CheckRowOffsets(w.row_offsets.data_ptr<int32_t>(), block_row_count, w.values.size(0)),
       "polaris sparse layer: BSR row_offsets must start at 0, never fall and end at ",
@@ -85,22 +87,22 @@ void CheckBsr(const BsrMatrix& w) {
 }
 
 void CheckNm(const NmMatrix& w) {
-  TORCH_CHECK_VALUE(w.n >= 1 && w.n <= w.m && w.m <= 255 && w.rows >= 0 && w.columns >= 0 &&
-                  w.columns % w.m == 0,
-              "polaris sparse layer: invalid N:M matrix: N = ", w.n, ", M = ", w.m, ", ",
-              w.columns, " columns; need 1 <= N <= M <= 255 and M dividing the columns");
+  TORCH_CHECK_VALUE(
+      w.n >= 1 && w.n <= w.m && w.m <= 255 && w.rows >= 0 && w.columns >= 0 && w.columns % w.m == 0,
+      "polaris sparse layer: invalid N:M matrix: N = ", w.n, ", M = ", w.m, ", ", w.columns,
+      " columns; need 1 <= N <= M <= 255 and M dividing the columns");
   CheckIndexTensor(w.indices, "N:M indices", at::kByte);
   CheckFloatTensor(w.values, "N:M values");
   const int64_t slots = w.columns / w.m * w.n;
   TORCH_CHECK_VALUE(w.values.is_contiguous() && w.values.dim() == 2 && w.values.size(0) == w.rows &&
-                  w.values.size(1) == slots && w.indices.sizes().equals(w.values.sizes()),
-              "polaris sparse layer: N:M values and indices must both be [", w.rows, ", ",
-              slots, "], got ", w.values.sizes(), " and ", w.indices.sizes());
+                        w.values.size(1) == slots && w.indices.sizes().equals(w.values.sizes()),
+                    "polaris sparse layer: N:M values and indices must both be [", w.rows, ", ",
+                    slots, "], got ", w.values.sizes(), " and ", w.indices.sizes());
 }
 
 void CheckIsa(KernelIsa isa) {
   TORCH_CHECK_VALUE(isa == KernelIsa::kPortable || CpuFeatures().avx512,
-              "polaris sparse layer: AVX-512 kernels requested on a CPU without AVX-512");
+                    "polaris sparse layer: AVX-512 kernels requested on a CPU without AVX-512");
 }
 
 // Splits [0, count) into at most `parts` ranges of about equal cost, where unit u costs
@@ -128,21 +130,12 @@ std::vector<int64_t> BalancedSplit(int64_t count, int parts,
   return bounds;
 }
 
-// target[c * target_stride + r] = source[r * source_stride + c] for r in [row_begin, row_end)
-// and c in [0, columns), in 16 x 16 tiles so that both sides stream through the cache.
-void Transpose(const float* source, int64_t source_stride, int64_t row_begin, int64_t row_end,
-               int64_t columns, float* target, int64_t target_stride) {
-  constexpr int64_t kBlock = 16;
-  for (int64_t r0 = row_begin; r0 < row_end; r0 += kBlock) {
-    const int64_t r1 = std::min(r0 + kBlock, row_end);
-    for (int64_t c0 = 0; c0 < columns; c0 += kBlock) {
-      const int64_t c1 = std::min(c0 + kBlock, columns);
-      for (int64_t c = c0; c < c1; ++c) {
-        for (int64_t r = r0; r < r1; ++r) {
-          target[c * target_stride + r] = source[r * source_stride + c];
-        }
-      }
-    }
+void Transpose(KernelIsa isa, const float* source, int64_t source_stride, int64_t row_begin,
+               int64_t row_end, int64_t columns, float* target, int64_t target_stride) {
+  if (isa == KernelIsa::kAvx512) {
+    TransposeAvx512(source, source_stride, row_begin, row_end, columns, target, target_stride);
+  } else {
+    TransposePortable(source, source_stride, row_begin, row_end, columns, target, target_stride);
   }
 }
 
@@ -164,13 +157,15 @@ void ParallelRanges(const std::vector<int64_t>& bounds,
 // [begin, end) (rows, or block rows of `unit` rows each). The batch becomes the column
 // dimension of the products, so x is transposed first and the result transposed back.
 at::Tensor LinearWithKernel(
-    const at::Tensor& input, int64_t rows, int64_t columns, int64_t unit,
+    KernelIsa isa, const at::Tensor& input, int64_t rows, int64_t columns, int64_t unit,
     const at::Tensor& bias, const std::function<int64_t(int64_t)>& cost_before,
     const std::function<bool(const DenseOperands&, int64_t, int64_t)>& kernel) {
   CheckFloatTensor(input, "input");
-  TORCH_CHECK_VALUE(input.dim() >= 1 && input.size(-1) == columns, "polaris sparse linear: input of "
-              "shape ", input.sizes(), " does not match the weight's ", columns,
-              " input features; the last dimension must be ", columns);
+  TORCH_CHECK_VALUE(input.dim() >= 1 && input.size(-1) == columns,
+                    "polaris sparse linear: input of "
+                    "shape ",
+                    input.sizes(), " does not match the weight's ", columns,
+                    " input features; the last dimension must be ", columns);
   const float* bias_data = BiasPointer(bias, rows);
   std::vector<int64_t> output_shape(input.sizes().begin(), input.sizes().end());
   output_shape.back() = rows;
@@ -189,7 +184,7 @@ at::Tensor LinearWithKernel(
     const std::vector<int64_t> input_bounds =
         BalancedSplit(batch, at::get_num_threads(), [](int64_t b) { return b; });
     ParallelRanges(input_bounds, [&](int64_t begin, int64_t end) {
-      Transpose(x.data_ptr<float>(), columns, begin, end, columns,
+      Transpose(isa, x.data_ptr<float>(), columns, begin, end, columns,
                 x_transposed.data_ptr<float>(), batch);
     });
   }
@@ -205,12 +200,14 @@ at::Tensor LinearWithKernel(
       return;
     }
     if (transpose) {
-      Transpose(y_transposed.data_ptr<float>(), batch, begin * unit, end * unit, batch,
+      Transpose(isa, y_transposed.data_ptr<float>(), batch, begin * unit, end * unit, batch,
                 y.data_ptr<float>(), rows);
     }
   });
-  TORCH_CHECK_VALUE(!corrupt, "polaris sparse linear: a column index of the sparse weight lies "
-              "outside [0, ", columns, "); the weight data is damaged");
+  TORCH_CHECK_VALUE(!corrupt,
+                    "polaris sparse linear: a column index of the sparse weight lies "
+                    "outside [0, ",
+                    columns, "); the weight data is damaged");
   return y.reshape(output_shape);
 }
 
@@ -229,7 +226,7 @@ at::Tensor CsrLinear(const at::Tensor& input, const CsrMatrix& weight, const at:
                      weight.rows, weight.columns};
   const int32_t* offsets = view.row_offsets;
   return LinearWithKernel(
-      input, weight.rows, weight.columns, /*unit=*/1, bias,
+      isa, input, weight.rows, weight.columns, /*unit=*/1, bias,
       [offsets](int64_t row) { return offsets[row] + kRowCost * row; },
       [&view, isa](const DenseOperands& io, int64_t begin, int64_t end) {
         return isa == KernelIsa::kAvx512 ? CsrSpmmAvx512(view, io, begin, end)
@@ -251,7 +248,7 @@ at::Tensor BsrLinear(const at::Tensor& input, const BsrMatrix& weight, const at:
   const int32_t* offsets = view.row_offsets;
   const int64_t block_size = weight.block_rows * weight.block_columns;
   return LinearWithKernel(
-      input, weight.rows, weight.columns, weight.block_rows, bias,
+      isa, input, weight.rows, weight.columns, weight.block_rows, bias,
       [offsets, block_size, &weight](int64_t block_row) {
         return offsets[block_row] * block_size + kRowCost * weight.block_rows * block_row;
       },
@@ -265,11 +262,14 @@ at::Tensor NmLinear(const at::Tensor& input, const NmMatrix& weight, const at::T
                     KernelIsa isa) {
   CheckIsa(isa);
   CheckNm(weight);
-  const NmView view{weight.values.data_ptr<float>(), weight.indices.data_ptr<uint8_t>(),
-                    weight.rows, weight.columns, weight.n, weight.m};
+  const NmView view{weight.values.data_ptr<float>(),
+                    weight.indices.data_ptr<uint8_t>(),
+                    weight.rows,
+                    weight.columns,
+                    weight.n,
+                    weight.m};
   return LinearWithKernel(
-      input, weight.rows, weight.columns, /*unit=*/1, bias,
-      [](int64_t row) { return row; },
+      isa, input, weight.rows, weight.columns, /*unit=*/1, bias, [](int64_t row) { return row; },
       [&view, isa](const DenseOperands& io, int64_t begin, int64_t end) {
         return isa == KernelIsa::kAvx512 ? NmSpmmAvx512(view, io, begin, end)
                                          : NmSpmmPortable(view, io, begin, end);
@@ -277,35 +277,39 @@ at::Tensor NmLinear(const at::Tensor& input, const NmMatrix& weight, const at::T
 }
 
 at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Conv2dParams& params,
-                     const at::Tensor& bias, KernelIsa isa) {
+                     const at::Tensor& bias, KernelIsa isa, ConvMethod method) {
   CheckIsa(isa);
   CheckCsr(weight);
   CheckFloatTensor(input, "input");
   const int64_t kernel_area = params.kernel_height * params.kernel_width;
-  TORCH_CHECK_VALUE(params.kernel_height >= 1 && params.kernel_width >= 1 &&
-                  params.stride_height >= 1 && params.stride_width >= 1 &&
-                  params.dilation_height >= 1 && params.dilation_width >= 1 &&
-                  params.padding_height >= 0 && params.padding_width >= 0,
-              "polaris sparse conv2d: kernel sizes, strides and dilations must be positive and "
-              "padding non-negative");
+  TORCH_CHECK_VALUE(
+      params.kernel_height >= 1 && params.kernel_width >= 1 && params.stride_height >= 1 &&
+          params.stride_width >= 1 && params.dilation_height >= 1 && params.dilation_width >= 1 &&
+          params.padding_height >= 0 && params.padding_width >= 0,
+      "polaris sparse conv2d: kernel sizes, strides and dilations must be positive and "
+      "padding non-negative");
   TORCH_CHECK_VALUE(input.dim() == 4 && input.size(1) * kernel_area == weight.columns,
-              "polaris sparse conv2d: input of shape ", input.sizes(), " does not match the "
-              "weight's ", weight.columns / kernel_area, " input channels of ",
-              params.kernel_height, "x", params.kernel_width, " kernels; pass [batch, ",
-              weight.columns / kernel_area, ", height, width]");
+                    "polaris sparse conv2d: input of shape ", input.sizes(),
+                    " does not match the "
+                    "weight's ",
+                    weight.columns / kernel_area, " input channels of ", params.kernel_height, "x",
+                    params.kernel_width, " kernels; pass [batch, ", weight.columns / kernel_area,
+                    ", height, width]");
   const float* bias_data = BiasPointer(bias, weight.rows);
   const int64_t batch = input.size(0);
   const int64_t height = input.size(2);
   const int64_t width = input.size(3);
   const int64_t out_height = (height + 2 * params.padding_height -
                               params.dilation_height * (params.kernel_height - 1) - 1) /
-                                 params.stride_height + 1;
-  const int64_t out_width = (width + 2 * params.padding_width -
-                             params.dilation_width * (params.kernel_width - 1) - 1) /
-                                params.stride_width + 1;
+                                 params.stride_height +
+                             1;
+  const int64_t out_width =
+      (width + 2 * params.padding_width - params.dilation_width * (params.kernel_width - 1) - 1) /
+          params.stride_width +
+      1;
   TORCH_CHECK_VALUE(out_height >= 1 && out_width >= 1, "polaris sparse conv2d: input of shape ",
-              input.sizes(), " is smaller than the ", params.kernel_height, "x",
-              params.kernel_width, " kernel after padding");
+                    input.sizes(), " is smaller than the ", params.kernel_height, "x",
+                    params.kernel_width, " kernel after padding");
   const int64_t pixels = out_height * out_width;
   const at::Tensor x = input.contiguous();
   at::Tensor output = at::empty({batch, weight.rows, out_height, out_width}, at::kFloat);
@@ -330,10 +334,36 @@ at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Con
         .contiguous();
   };
   auto run = [&](const at::Tensor& columns, int64_t image, int64_t begin, int64_t end) {
-    const DenseOperands io{columns.data_ptr<float>(), pixels, pixels, bias_data,
-                           output.data_ptr<float>() + image * weight.rows * pixels, pixels};
+    const DenseOperands io{columns.data_ptr<float>(),
+                           pixels,
+                           pixels,
+                           bias_data,
+                           output.data_ptr<float>() + image * weight.rows * pixels,
+                           pixels};
     return isa == KernelIsa::kAvx512 ? CsrSpmmAvx512(view, io, begin, end)
                                      : CsrSpmmPortable(view, io, begin, end);
+  };
+  const ConvGeometry geometry{input.size(1),
+                              height,
+                              width,
+                              out_height,
+                              out_width,
+                              params.kernel_height,
+                              params.kernel_width,
+                              params.stride_height,
+                              params.stride_width,
+                              params.padding_height,
+                              params.padding_width,
+                              params.dilation_height,
+                              params.dilation_width};
+  const bool direct = method == ConvMethod::kDirect;
+  auto run_direct = [&](int64_t image, int64_t begin, int64_t end) {
+    const float* image_data = x.data_ptr<float>() + image * input.size(1) * height * width;
+    float* output_data = output.data_ptr<float>() + image * weight.rows * pixels;
+    return isa == KernelIsa::kAvx512
+               ? CsrConvDirectAvx512(view, geometry, image_data, bias_data, output_data, begin, end)
+               : CsrConvDirectPortable(view, geometry, image_data, bias_data, output_data, begin,
+                                       end);
   };
 
   std::atomic<bool> corrupt{false};
@@ -342,7 +372,9 @@ at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Con
     // Enough images for every thread: each thread unfolds and multiplies whole images.
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
       for (int64_t image = begin; image < end; ++image) {
-        if (!run(unfold(image), image, 0, weight.rows)) corrupt = true;
+        const bool ok =
+            direct ? run_direct(image, 0, weight.rows) : run(unfold(image), image, 0, weight.rows);
+        if (!ok) corrupt = true;
       }
     });
   } else {
@@ -350,14 +382,17 @@ at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Con
     const std::vector<int64_t> bounds = BalancedSplit(
         weight.rows, threads, [offsets](int64_t row) { return offsets[row] + kRowCost * row; });
     for (int64_t image = 0; image < batch; ++image) {
-      const at::Tensor columns = unfold(image);
+      const at::Tensor columns = direct ? at::Tensor() : unfold(image);
       ParallelRanges(bounds, [&](int64_t begin, int64_t end) {
-        if (!run(columns, image, begin, end)) corrupt = true;
+        const bool ok = direct ? run_direct(image, begin, end) : run(columns, image, begin, end);
+        if (!ok) corrupt = true;
       });
     }
   }
-  TORCH_CHECK_VALUE(!corrupt, "polaris sparse conv2d: a column index of the sparse weight lies "
-              "outside [0, ", weight.columns, "); the weight data is damaged");
+  TORCH_CHECK_VALUE(!corrupt,
+                    "polaris sparse conv2d: a column index of the sparse weight lies "
+                    "outside [0, ",
+                    weight.columns, "); the weight data is damaged");
   return output;
 }
 
@@ -385,9 +420,10 @@ absl::StatusOr<at::Tensor> SparseLinear(const at::Tensor& input, const NmMatrix&
 }
 
 absl::StatusOr<at::Tensor> SparseConv2d(const at::Tensor& input, const CsrMatrix& weight,
-                                        const Conv2dParams& params, const at::Tensor& bias) {
+                                        const Conv2dParams& params, const at::Tensor& bias,
+                                        ConvMethod method) {
   return CallTorch("sparse conv2d (CSR)", [&] {
-    return internal::CsrConv2d(input, weight, params, bias, internal::BestKernelIsa());
+    return internal::CsrConv2d(input, weight, params, bias, internal::BestKernelIsa(), method);
   });
 }
 

@@ -8,10 +8,9 @@
 //   POLARIS_ASSIGN_OR_RETURN(CsrMatrix w, ToCsr(linear_weight));
 //   POLARIS_ASSIGN_OR_RETURN(at::Tensor y, SparseLinear(x, w, bias));  // x: [batch, in]
 //
-// Speed: on a 1024 -> 1024 layer at batch 64 the CSR kernel does about 4 cycles of work per
-// stored weight, so it beats dense OpenBLAS from roughly 60-70% sparsity upwards; measured
-// ratios are in the kernels_benchmark target. Results are bitwise independent of the thread
-// count, because threads split rows and each row is summed in storage order.
+// Speed: the kernels_benchmark target times each format against dense torch::linear in one
+// binary, and sparse/BENCHMARKS.md records measured ratios. Results are bitwise independent of
+// the thread count, because threads split rows and each row is summed in storage order.
 #ifndef POLARIS_SPARSE_KERNELS_H_
 #define POLARIS_SPARSE_KERNELS_H_
 
@@ -46,15 +45,23 @@ absl::StatusOr<at::Tensor> SparseLinear(const at::Tensor& input, const BsrMatrix
 absl::StatusOr<at::Tensor> SparseLinear(const at::Tensor& input, const NmMatrix& weight,
                                         const at::Tensor& bias = {});
 
+// Algorithm SparseConv2d uses for a convolution.
+enum class ConvMethod {
+  // Unfold each image (im2col) and multiply it by the sparse weight: good at lower sparsity.
+  kIm2col,
+  // Add each stored weight times the shifted input plane to its output plane, without
+  // unfolding: good at high sparsity, where unfolding costs more than the products.
+  kDirect,
+};
+
 // 2-D convolution of `input` [batch, in_channels, height, width] (float32) with the weight
 // [out_channels, in_channels, kernel_height, kernel_width] stored as the CSR matrix
-// [out_channels, in_channels * kernel_height * kernel_width] (ToCsr flattens it so). Each
-// image is unfolded (im2col) and multiplied by the sparse weight.
+// [out_channels, in_channels * kernel_height * kernel_width] (ToCsr flattens it so).
 // Errors: kInvalidArgument for dtype or shape mismatches, non-positive strides or dilations,
 // negative padding, or an output that would be empty.
 absl::StatusOr<at::Tensor> SparseConv2d(const at::Tensor& input, const CsrMatrix& weight,
-                                        const Conv2dParams& params,
-                                        const at::Tensor& bias = {});
+                                        const Conv2dParams& params, const at::Tensor& bias = {},
+                                        ConvMethod method = ConvMethod::kDirect);
 
 namespace internal {
 
@@ -74,7 +81,7 @@ at::Tensor BsrLinear(const at::Tensor& input, const BsrMatrix& weight, const at:
 at::Tensor NmLinear(const at::Tensor& input, const NmMatrix& weight, const at::Tensor& bias,
                     KernelIsa isa);
 at::Tensor CsrConv2d(const at::Tensor& input, const CsrMatrix& weight, const Conv2dParams& params,
-                     const at::Tensor& bias, KernelIsa isa);
+                     const at::Tensor& bias, KernelIsa isa, ConvMethod method);
 
 }  // namespace internal
 }  // namespace polaris::sparse

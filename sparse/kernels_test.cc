@@ -6,8 +6,8 @@
 // rounding error is bounded by about n * eps * S in the worst case and behaves like
 // sqrt(n) * eps * S for random data, where S = |bias| + sum |w| |x| (the same reference run on
 // absolute values). The tolerance eps * (4 sqrt(depth) + 2) * S keeps a margin above the
-// random-data behaviour; the mean signed error, which rounding does not bias, must stay far
-// below it. NaN fails every comparison.
+// random-data behaviour. The mean signed error must stay far below it, because rounding does
+// not bias it. NaN fails every comparison.
 #include "sparse/kernels.h"
 
 #include <cmath>
@@ -99,20 +99,20 @@ NmMatrix AbsoluteValues(NmMatrix matrix) {
 
 // Runs `kernel` and the reference on a random input and compares them.
 template <typename Matrix, typename Kernel>
-void CheckLinear(const Matrix& weight, int64_t batch, bool with_bias, KernelIsa isa,
-                 Kernel kernel, uint64_t salt) {
+void CheckLinear(const Matrix& weight, int64_t batch, bool with_bias, KernelIsa isa, Kernel kernel,
+                 uint64_t salt) {
   at::Generator generator = Generator(salt);
   const at::Tensor input = at::randn({batch, weight.columns}, generator);
   const at::Tensor bias = with_bias ? at::randn({weight.rows}, generator) : at::Tensor();
   const at::Tensor actual = kernel(input, weight, bias, isa);
   const at::Tensor expected = LinearReference(input, weight, bias);
-  const at::Tensor scale = LinearReference(input.abs(), AbsoluteValues(weight),
-                                           with_bias ? bias.abs() : at::Tensor());
+  const at::Tensor scale =
+      LinearReference(input.abs(), AbsoluteValues(weight), with_bias ? bias.abs() : at::Tensor());
   ExpectWithinErrorModel(expected, actual, scale, weight.columns);
 }
 
 const std::vector<int64_t> kBatches = {1, 2, 15, 16, 17, 64, 65, 130};
-const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1},   {3, 7},   {31, 97},
+const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1},   {3, 7},    {31, 97},
                                                           {64, 64}, {65, 127}, {128, 33}};
 const std::vector<double> kSparsities = {0.0, 0.5, 0.9, 0.99, 1.0};
 
@@ -123,11 +123,9 @@ TEST(CsrLinear, MatchesReferenceOverShapesAndSparsities) {
         const at::Tensor dense = RandomSparseWeight(rows, columns, sparsity, rows + columns);
         const CsrMatrix weight = *ToCsr(dense);
         for (int64_t batch : kBatches) {
-          SCOPED_TRACE(::testing::Message()
-                       << IsaName(isa) << " weight " << rows << "x" << columns << " sparsity "
-                       << sparsity << " batch " << batch);
-          CheckLinear(weight, batch, /*with_bias=*/batch % 2 == 1, isa, internal::CsrLinear,
-                      batch);
+          SCOPED_TRACE(::testing::Message() << IsaName(isa) << " weight " << rows << "x" << columns
+                                            << " sparsity " << sparsity << " batch " << batch);
+          CheckLinear(weight, batch, /*with_bias=*/batch % 2 == 1, isa, internal::CsrLinear, batch);
         }
       }
     }
@@ -166,11 +164,9 @@ TEST(BsrLinear, MatchesReferenceOverBlockSizes) {
         const int64_t rows = block_rows * 7;
         const int64_t columns = block_columns * 11;
         // Sparsity by whole blocks, as block pruning leaves it.
-        const at::Tensor block_keep =
-            at::rand({7, 1, 11, 1}, Generator(block_rows)).ge(sparsity);
+        const at::Tensor block_keep = at::rand({7, 1, 11, 1}, Generator(block_rows)).ge(sparsity);
         const at::Tensor dense =
-            (at::randn({7, block_rows, 11, block_columns}, Generator(block_columns)) *
-             block_keep)
+            (at::randn({7, block_rows, 11, block_columns}, Generator(block_columns)) * block_keep)
                 .reshape({rows, columns});
         const BsrMatrix weight = *ToBsr(dense, block_rows, block_columns);
         for (int64_t batch : {1, 16, 17, 64, 100}) {
@@ -224,30 +220,34 @@ TEST(CsrConv2d, MatchesReferenceOverGeometries) {
       {4, 2, 3, 6, 6, {3, 3, 1, 1, 1, 1}, 1.0},
   };
   for (KernelIsa isa : AvailableIsas()) {
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const ConvCase& c = cases[i];
-      SCOPED_TRACE(::testing::Message() << IsaName(isa) << " case " << i);
-      const int64_t depth = c.in_channels * c.params.kernel_height * c.params.kernel_width;
-      const at::Tensor dense = RandomSparseWeight(c.out_channels, depth, c.sparsity, i);
-      const CsrMatrix weight = *ToCsr(dense);
-      const at::Tensor input =
-          at::randn({c.batch, c.in_channels, c.height, c.width}, Generator(100 + i));
-      const at::Tensor bias = at::randn({c.out_channels}, Generator(200 + i));
-      const at::Tensor actual = internal::CsrConv2d(input, weight, c.params, bias, isa);
-      const at::Tensor expected = Conv2dReference(input, weight, c.params, bias);
-      const at::Tensor scale =
-          Conv2dReference(input.abs(), AbsoluteValues(weight), c.params, bias.abs());
-      ExpectWithinErrorModel(expected, actual, scale, depth);
+    for (ConvMethod method : {ConvMethod::kIm2col, ConvMethod::kDirect}) {
+      for (size_t i = 0; i < cases.size(); ++i) {
+        const ConvCase& c = cases[i];
+        SCOPED_TRACE(::testing::Message()
+                     << IsaName(isa) << (method == ConvMethod::kDirect ? " direct" : " im2col")
+                     << " case " << i);
+        const int64_t depth = c.in_channels * c.params.kernel_height * c.params.kernel_width;
+        const at::Tensor dense = RandomSparseWeight(c.out_channels, depth, c.sparsity, i);
+        const CsrMatrix weight = *ToCsr(dense);
+        const at::Tensor input =
+            at::randn({c.batch, c.in_channels, c.height, c.width}, Generator(100 + i));
+        const at::Tensor bias = at::randn({c.out_channels}, Generator(200 + i));
+        const at::Tensor actual = internal::CsrConv2d(input, weight, c.params, bias, isa, method);
+        const at::Tensor expected = Conv2dReference(input, weight, c.params, bias);
+        const at::Tensor scale =
+            Conv2dReference(input.abs(), AbsoluteValues(weight), c.params, bias.abs());
+        ExpectWithinErrorModel(expected, actual, scale, depth);
 
-      // The reference itself agrees with LibTorch's dense convolution.
-      const at::Tensor torch_output = at::conv2d(
-          input,
-          dense.reshape({c.out_channels, c.in_channels, c.params.kernel_height,
-                         c.params.kernel_width}),
-          bias, {c.params.stride_height, c.params.stride_width},
-          {c.params.padding_height, c.params.padding_width},
-          {c.params.dilation_height, c.params.dilation_width});
-      EXPECT_TRUE(at::allclose(torch_output, expected, 1e-4, 1e-4));
+        // The reference itself agrees with LibTorch's dense convolution.
+        const at::Tensor torch_output =
+            at::conv2d(input,
+                       dense.reshape({c.out_channels, c.in_channels, c.params.kernel_height,
+                                      c.params.kernel_width}),
+                       bias, {c.params.stride_height, c.params.stride_width},
+                       {c.params.padding_height, c.params.padding_width},
+                       {c.params.dilation_height, c.params.dilation_width});
+        EXPECT_TRUE(at::allclose(torch_output, expected, 1e-4, 1e-4));
+      }
     }
   }
 }
@@ -274,17 +274,22 @@ TEST(SparseKernels, ThreadsGiveBitwiseEqualResults) {
     for (int64_t batch : {1, 3, 64}) {
       const at::Tensor x = at::randn({batch, 300}, Generator(batch));
       const at::Tensor image = at::randn({batch, 16, 12, 12}, Generator(batch + 1));
-      at::Tensor one_thread[3];
+      at::Tensor one_thread[4];
       {
         ThreadCount threads(1);
         one_thread[0] = internal::CsrLinear(x, csr, {}, isa);
         one_thread[1] = internal::BsrLinear(x, bsr, {}, isa);
-        one_thread[2] = internal::CsrConv2d(image, conv, params, {}, isa);
+        one_thread[2] = internal::CsrConv2d(image, conv, params, {}, isa, ConvMethod::kIm2col);
+        one_thread[3] = internal::CsrConv2d(image, conv, params, {}, isa, ConvMethod::kDirect);
       }
       ThreadCount threads(2);
       EXPECT_TRUE(at::equal(one_thread[0], internal::CsrLinear(x, csr, {}, isa))) << batch;
       EXPECT_TRUE(at::equal(one_thread[1], internal::BsrLinear(x, bsr, {}, isa))) << batch;
-      EXPECT_TRUE(at::equal(one_thread[2], internal::CsrConv2d(image, conv, params, {}, isa)))
+      EXPECT_TRUE(at::equal(one_thread[2],
+                            internal::CsrConv2d(image, conv, params, {}, isa, ConvMethod::kIm2col)))
+          << batch;
+      EXPECT_TRUE(at::equal(one_thread[3],
+                            internal::CsrConv2d(image, conv, params, {}, isa, ConvMethod::kDirect)))
           << batch;
     }
   }
@@ -340,6 +345,14 @@ TEST(SparseConv2d, RejectsBadGeometry) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(SparseConv2d(at::ones({1, 2, 8, 8}), weight, {3, 3, 0, 1}).status().code(),
             absl::StatusCode::kInvalidArgument);
+
+  CsrMatrix corrupt = weight;
+  corrupt.column_indices = weight.column_indices.clone();
+  corrupt.column_indices[0] = 1000;
+  for (ConvMethod method : {ConvMethod::kIm2col, ConvMethod::kDirect}) {
+    EXPECT_EQ(SparseConv2d(at::ones({2, 2, 8, 8}), corrupt, {3, 3}, {}, method).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
 }
 
 }  // namespace

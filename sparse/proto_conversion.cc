@@ -34,8 +34,8 @@ absl::StatusOr<proto::SparseConfig> ParseSparseConfig(const std::string& text,
   parser.RecordErrorsTo(&errors);
   proto::SparseConfig config;
   if (!parser.ParseFromString(text, &config)) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid SparseConfig in ", name, ": ",
-                                                   errors.error()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid SparseConfig in ", name, ": ", errors.error()));
   }
   return config;
 }
@@ -44,9 +44,15 @@ absl::StatusOr<DynamicSparsityOptions> ToDynamicSparsityOptions(
     const proto::DynamicSparsityConfig& config) {
   DynamicSparsityOptions options;
   switch (config.method()) {
-    case proto::SPARSE_TRAINING_STATIC: options.method = DynamicSparsityMethod::kStatic; break;
-    case proto::SPARSE_TRAINING_SET: options.method = DynamicSparsityMethod::kSet; break;
-    default: options.method = DynamicSparsityMethod::kRigL; break;
+    case proto::SPARSE_TRAINING_STATIC:
+      options.method = DynamicSparsityMethod::kStatic;
+      break;
+    case proto::SPARSE_TRAINING_SET:
+      options.method = DynamicSparsityMethod::kSet;
+      break;
+    default:
+      options.method = DynamicSparsityMethod::kRigL;
+      break;
   }
   if (config.distribution() == proto::SPARSITY_DISTRIBUTION_UNIFORM) {
     options.distribution = SparsityDistribution::kUniform;
@@ -63,20 +69,20 @@ absl::StatusOr<DynamicSparsityOptions> ToDynamicSparsityOptions(
   options.dense_layers.assign(config.dense_layers().begin(), config.dense_layers().end());
 
   if (!(options.sparsity >= 0 && options.sparsity < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sparsity.sparsity must lie in [0, 1), got ", options.sparsity));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sparsity.sparsity must lie in [0, 1), got ", options.sparsity));
   }
   if (options.update_interval < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sparsity.update_interval must be at least 1, got ", options.update_interval));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sparsity.update_interval must be at least 1, got ", options.update_interval));
   }
   if (!(options.drop_fraction > 0 && options.drop_fraction <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sparsity.drop_fraction must lie in (0, 1], got ", options.drop_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sparsity.drop_fraction must lie in (0, 1], got ", options.drop_fraction));
   }
   if (!(options.end_fraction > 0 && options.end_fraction <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sparsity.end_fraction must lie in (0, 1], got ", options.end_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sparsity.end_fraction must lie in (0, 1], got ", options.end_fraction));
   }
   return options;
 }
@@ -93,8 +99,8 @@ absl::StatusOr<TrainOptions> ToTrainOptions(const proto::SparseTrainingSchedule&
     } else if (schedule.optimizer() == "adam") {
       options.optimizer = OptimizerKind::kAdam;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "training.optimizer '", schedule.optimizer(), "' is unknown; use sgd or adam"));
+      return absl::InvalidArgumentError(absl::StrCat("training.optimizer '", schedule.optimizer(),
+                                                     "' is unknown; use sgd or adam"));
     }
   }
   if (schedule.has_learning_rate()) options.learning_rate = schedule.learning_rate();
@@ -106,9 +112,9 @@ absl::StatusOr<TrainOptions> ToTrainOptions(const proto::SparseTrainingSchedule&
     } else if (schedule.learning_rate_schedule() == "constant") {
       options.schedule = LearningRateSchedule::kConstant;
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("training.learning_rate_schedule '", schedule.learning_rate_schedule(),
-                       "' is unknown; use cosine or constant"));
+      return absl::InvalidArgumentError(absl::StrCat("training.learning_rate_schedule '",
+                                                     schedule.learning_rate_schedule(),
+                                                     "' is unknown; use cosine or constant"));
     }
   }
   if (schedule.has_warmup_steps()) options.warmup_steps = schedule.warmup_steps();
@@ -125,8 +131,7 @@ absl::StatusOr<SparseFormat> ParseSparseFormat(const std::string& name) {
       absl::StrCat("unknown sparse format '", name, "'; use csr, bsr or nm"));
 }
 
-absl::StatusOr<SparseExportOptions> ToSparseExportOptions(
-    const proto::SparseExportConfig& config) {
+absl::StatusOr<SparseExportOptions> ToSparseExportOptions(const proto::SparseExportConfig& config) {
   SparseExportOptions options;
   if (config.has_batch_size()) options.batch_size = config.batch_size();
   if (config.has_threads()) options.threads = config.threads();
@@ -146,8 +151,8 @@ absl::StatusOr<SparseExportOptions> ToSparseExportOptions(
   if (config.has_min_speedup()) options.min_speedup = config.min_speedup();
   if (config.has_timed_runs()) {
     if (config.timed_runs() < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "export.timed_runs must be at least 1, got ", config.timed_runs()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("export.timed_runs must be at least 1, got ", config.timed_runs()));
     }
     options.timing.timed_runs = config.timed_runs();
     options.timing.min_timed_runs = std::min(options.timing.min_timed_runs, config.timed_runs());

@@ -13,7 +13,8 @@ TEST(ParseSparseConfig, ReadsEverySection) {
     training { epochs: 3 optimizer: "adam" learning_rate: 0.001 learning_rate_schedule: "constant" }
     export { batch_size: 32 formats: "csr" formats: "nm" n: 1 m: 4 timed_runs: 3 }
     train_dense_baseline: true
-  )", "test config");
+  )",
+                                                                 "test config");
   ASSERT_TRUE(config.ok()) << config.status();
 
   absl::StatusOr<DynamicSparsityOptions> sparsity = ToDynamicSparsityOptions(config->sparsity());

@@ -55,8 +55,8 @@ std::vector<Entry> Entries(const NmMatrix& w) {
   const uint8_t* positions = w.indices.data_ptr<uint8_t>();
   for (int64_t row = 0; row < w.rows; ++row) {
     for (int64_t slot = 0; slot < slots; ++slot) {
-      entries.push_back({row, slot / w.n * w.m + positions[row * slots + slot],
-                         values[row * slots + slot]});
+      entries.push_back(
+          {row, slot / w.n * w.m + positions[row * slots + slot], values[row * slots + slot]});
     }
   }
   return entries;
@@ -113,10 +113,12 @@ at::Tensor Conv2dReference(const at::Tensor& input, const CsrMatrix& weight,
   const int64_t kw = params.kernel_width;
   const int64_t out_height =
       (height + 2 * params.padding_height - params.dilation_height * (kh - 1) - 1) /
-          params.stride_height + 1;
+          params.stride_height +
+      1;
   const int64_t out_width =
       (width + 2 * params.padding_width - params.dilation_width * (kw - 1) - 1) /
-          params.stride_width + 1;
+          params.stride_width +
+      1;
   const float* x = input.data_ptr<float>();
   const float* bias_data = bias.defined() ? bias.data_ptr<float>() : nullptr;
   const std::vector<Entry> entries = Entries(weight);
@@ -133,10 +135,10 @@ at::Tensor Conv2dReference(const at::Tensor& input, const CsrMatrix& weight,
           const int64_t channel = entry.column / (kh * kw);
           const int64_t i = entry.column / kw % kh;
           const int64_t j = entry.column % kw;
-          const int64_t ih = oh * params.stride_height - params.padding_height +
-                             i * params.dilation_height;
-          const int64_t iw = ow * params.stride_width - params.padding_width +
-                             j * params.dilation_width;
+          const int64_t ih =
+              oh * params.stride_height - params.padding_height + i * params.dilation_height;
+          const int64_t iw =
+              ow * params.stride_width - params.padding_width + j * params.dilation_width;
           if (ih < 0 || ih >= height || iw < 0 || iw >= width) continue;
           sums[entry.row] += static_cast<double>(entry.value) *
                              x[((b * channels + channel) * height + ih) * width + iw];

@@ -6,9 +6,9 @@
 // accumulated in double precision and rounded to float once, so they are at least as
 // accurate as any float kernel. They are slow on purpose and meant for tests only.
 //
-// Preconditions (unchecked): float32 contiguous CPU tensors; `input` is [batch, columns]
-// ([batch, in_channels, height, width] for Conv2dReference); the matrix passes its Validate*
-// check; `bias` is undefined or [rows].
+// Preconditions, unchecked: all tensors are float32, contiguous and on the CPU. `input` is
+// [batch, columns], or [batch, in_channels, height, width] for Conv2dReference. The matrix
+// passes its Validate* check, and `bias` is undefined or [rows].
 #ifndef POLARIS_SPARSE_REFERENCE_H_
 #define POLARIS_SPARSE_REFERENCE_H_
 
@@ -23,8 +23,7 @@ at::Tensor LinearReference(const at::Tensor& input, const CsrMatrix& weight,
                            const at::Tensor& bias);
 at::Tensor LinearReference(const at::Tensor& input, const BsrMatrix& weight,
                            const at::Tensor& bias);
-at::Tensor LinearReference(const at::Tensor& input, const NmMatrix& weight,
-                           const at::Tensor& bias);
+at::Tensor LinearReference(const at::Tensor& input, const NmMatrix& weight, const at::Tensor& bias);
 
 // Direct 2-D convolution (cross-correlation, as torch.conv2d) with a weight stored as the CSR
 // matrix [out_channels, in_channels * kernel_height * kernel_width], groups = 1.

@@ -60,22 +60,45 @@ struct DenseOperands {
   int64_t y_stride = 0;
 };
 
+// Shape of one image's convolution: input [channels, height, width], output
+// [rows of W, out_height, out_width], W's columns ordered (channel, kernel row, kernel column).
+struct ConvGeometry {
+  int64_t channels = 0, height = 0, width = 0;
+  int64_t out_height = 0, out_width = 0;
+  int64_t kernel_height = 1, kernel_width = 1;
+  int64_t stride_height = 1, stride_width = 1;
+  int64_t padding_height = 0, padding_width = 0;
+  int64_t dilation_height = 1, dilation_width = 1;
+};
+
+// Direct sparse convolution of one image (no im2col) for the output channels
+// [row_begin, row_end): output[r] = bias[r] + sum of W[r, k] times the shifted input planes.
+// Returns false for a column index outside [0, depth), like the products above.
+bool CsrConvDirectPortable(const CsrView& w, const ConvGeometry& geometry, const float* image,
+                           const float* bias, float* output, int64_t row_begin, int64_t row_end);
+bool CsrConvDirectAvx512(const CsrView& w, const ConvGeometry& geometry, const float* image,
+                         const float* bias, float* output, int64_t row_begin, int64_t row_end);
+
 // Returns true when `row_offsets` ([count + 1]) starts at 0, never falls and ends at `entries`.
 bool CheckRowOffsets(const int32_t* row_offsets, int64_t count, int64_t entries);
 
-bool CsrSpmmPortable(const CsrView& w, const DenseOperands& io, int64_t row_begin,
-                     int64_t row_end);
-bool CsrSpmmAvx512(const CsrView& w, const DenseOperands& io, int64_t row_begin,
-                   int64_t row_end);
+bool CsrSpmmPortable(const CsrView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end);
+bool CsrSpmmAvx512(const CsrView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end);
 
 bool BsrSpmmPortable(const BsrView& w, const DenseOperands& io, int64_t block_row_begin,
                      int64_t block_row_end);
 bool BsrSpmmAvx512(const BsrView& w, const DenseOperands& io, int64_t block_row_begin,
                    int64_t block_row_end);
 
-bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin,
-                    int64_t row_end);
+bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end);
 bool NmSpmmAvx512(const NmView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end);
+
+// target[c * target_stride + r] = source[r * source_stride + c] for r in [row_begin, row_end)
+// and c in [0, columns): the transposes around the Linear products.
+void TransposePortable(const float* source, int64_t source_stride, int64_t row_begin,
+                       int64_t row_end, int64_t columns, float* target, int64_t target_stride);
+void TransposeAvx512(const float* source, int64_t source_stride, int64_t row_begin, int64_t row_end,
+                     int64_t columns, float* target, int64_t target_stride);
 
 }  // namespace polaris::sparse::internal
 

@@ -2,8 +2,13 @@
 // baseline x86-64 instruction set. They are the fallback on CPUs without AVX-512.
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "sparse/internal/spmm.h"
+
+namespace polaris::sparse::internal {
+#include "sparse/internal/direct_conv.inc"
+}  // namespace polaris::sparse::internal
 
 namespace polaris::sparse::internal {
 namespace {
@@ -28,6 +33,23 @@ bool CheckRowOffsets(const int32_t* row_offsets, int64_t count, int64_t entries)
     if (row_offsets[i + 1] < row_offsets[i]) return false;
   }
   return true;
+}
+
+void TransposePortable(const float* source, int64_t source_stride, int64_t row_begin,
+                       int64_t row_end, int64_t columns, float* target, int64_t target_stride) {
+  // 16 x 16 tiles, so that reads and writes both stay within a few cache lines.
+  constexpr int64_t kBlock = 16;
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kBlock) {
+    const int64_t r1 = std::min(r0 + kBlock, row_end);
+    for (int64_t c0 = 0; c0 < columns; c0 += kBlock) {
+      const int64_t c1 = std::min(c0 + kBlock, columns);
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t r = r0; r < r1; ++r) {
+          target[c * target_stride + r] = source[r * source_stride + c];
+        }
+      }
+    }
+  }
 }
 
 bool CsrSpmmPortable(const CsrView& w, const DenseOperands& io, int64_t row_begin,
@@ -75,8 +97,7 @@ bool BsrSpmmPortable(const BsrView& w, const DenseOperands& io, int64_t block_ro
   return true;
 }
 
-bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin,
-                    int64_t row_end) {
+bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin, int64_t row_end) {
   const int64_t groups = w.depth / w.m;
   const int64_t slots = groups * w.n;
   float accumulators[kTile];
@@ -95,6 +116,11 @@ bool NmSpmmPortable(const NmView& w, const DenseOperands& io, int64_t row_begin,
     }
   }
   return true;
+}
+
+bool CsrConvDirectPortable(const CsrView& w, const ConvGeometry& geometry, const float* image,
+                           const float* bias, float* output, int64_t row_begin, int64_t row_end) {
+  return CsrConvDirectImpl(w, geometry, image, bias, output, row_begin, row_end);
 }
 
 }  // namespace polaris::sparse::internal
