@@ -26,7 +26,7 @@ proto::Environment ToEnvironmentProto(const RuntimeInfo& info, const std::string
   environment.set_protobuf_version(info.protobuf_version);
   environment.set_quantized_engine(info.quantized_engine);
   environment.set_git_commit(git_commit);
-  environment.set_timestamp(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
+  environment.set_timestamp(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()));
   return environment;
 }
 

@@ -17,6 +17,7 @@ TEST(ToEnvironmentProto, CopiesRuntimeFieldsAndStampsTime) {
   EXPECT_EQ(environment.git_commit(), "abc123");
   // RFC 3339, e.g. 2026-12-04T20:06:18Z.
   EXPECT_EQ(environment.timestamp().size(), 20u) << environment.timestamp();
+  EXPECT_EQ(environment.timestamp().back(), 'Z') << environment.timestamp();
 }
 
 TEST(ToLatencyProto, KeepsStatistics) {
