@@ -12,6 +12,7 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "pipeline/adapters/fine_tune_stage.h"
+#include "pipeline/adapters/structured_pruning_stage.h"
 #include "pipeline/plan.h"
 
 namespace polaris::pipeline {
@@ -33,7 +34,14 @@ class ErrorCollector : public google::protobuf::io::ErrorCollector {
 };
 
 bool TrainsModel(const proto::StageConfig& stage) {
-  return stage.kind_case() == proto::StageConfig::kFineTune;
+  switch (stage.kind_case()) {
+    case proto::StageConfig::kFineTune:
+      return true;
+    case proto::StageConfig::kStructuredPruning:
+      return stage.structured_pruning().has_fine_tune();
+    default:
+      return false;
+  }
 }
 
 bool MakesModelUntrainable(const proto::StageConfig& stage) { return false; }
@@ -116,6 +124,7 @@ std::string StageLabel(const proto::StageConfig& stage) {
   if (!stage.name().empty()) return stage.name();
   switch (stage.kind_case()) {
     case proto::StageConfig::kFineTune: return "fine_tune";
+    case proto::StageConfig::kStructuredPruning: return "structured_pruning";
     case proto::StageConfig::KIND_NOT_SET: break;
   }
   return "unnamed";
@@ -178,6 +187,9 @@ absl::StatusOr<std::vector<std::unique_ptr<Stage>>> MakeStages(
     switch (stage.kind_case()) {
       case proto::StageConfig::kFineTune:
         made = MakeFineTuneStage(stage.fine_tune());
+        break;
+      case proto::StageConfig::kStructuredPruning:
+        made = MakeStructuredPruningStage(stage.structured_pruning());
         break;
       case proto::StageConfig::KIND_NOT_SET:
         made = absl::InvalidArgumentError("a stage has no kind");
