@@ -227,8 +227,13 @@ absl::StatusOr<FlatModel> FlattenModel(const torch::jit::Module& model) {
       }
       auto [it, inserted] = name_of_path.emplace(*path, "");
       if (inserted) {
-        it->second = flat.attributes.AddUnique(FlatName(*path), attribute.value,
-                                               attribute.is_parameter, *path);
+        // Tensors are copied so that nothing built from the flat model shares storage with
+        // the caller's model, which may change its own tensors later.
+        c10::IValue value = attribute.value.isTensor()
+                                ? c10::IValue(attribute.value.toTensor().detach().clone())
+                                : attribute.value;
+        it->second =
+            flat.attributes.AddUnique(FlatName(*path), value, attribute.is_parameter, *path);
       }
       const c10::TypePtr type =
           attribute.value.isTensor() ? c10::TensorType::get() : node->output()->type();
@@ -249,6 +254,33 @@ absl::StatusOr<FlatModel> FlattenModel(const torch::jit::Module& model) {
   });
 }
 
+FlatModel CopyFlatModel(const FlatModel& flat, GraphCopyMap* map) {
+  FlatModel copy{flat.graph->copy(), flat.attributes};
+  // Graph::copy keeps the order of inputs, nodes, blocks and outputs, so walking both graphs in
+  // step pairs every value with its copy.
+  for (size_t i = 0; i < flat.graph->inputs().size(); ++i) {
+    map->values[flat.graph->inputs()[i]] = copy.graph->inputs()[i];
+  }
+  std::shared_ptr<Graph> original_graph = flat.graph;
+  std::vector<Node*> originals = AllNodes(original_graph);
+  std::vector<Node*> copies = AllNodes(copy.graph);
+  for (size_t n = 0; n < originals.size(); ++n) {
+    const Node* original = originals[n];
+    Node* mirror = copies[n];
+    map->nodes[original] = mirror;
+    for (size_t i = 0; i < original->outputs().size(); ++i) {
+      map->values[original->outputs()[i]] = mirror->outputs()[i];
+    }
+    for (size_t b = 0; b < original->blocks().size(); ++b) {
+      const torch::jit::Block* block = original->blocks()[b];
+      for (size_t i = 0; i < block->inputs().size(); ++i) {
+        map->values[block->inputs()[i]] = mirror->blocks()[b]->inputs()[i];
+      }
+    }
+  }
+  return copy;
+}
+
 absl::StatusOr<torch::jit::Module> BuildModule(const FlatModel& flat,
                                                const std::string& class_name) {
   return CallTorch("building the rewritten module", [&] {
@@ -260,24 +292,14 @@ absl::StatusOr<torch::jit::Module> BuildProbeModule(const FlatModel& flat,
                                                     const std::vector<Value*>& probes) {
   return CallTorch("building a probe of intermediate values",
                    [&]() -> absl::StatusOr<torch::jit::Module> {
-    std::shared_ptr<Graph> copy = flat.graph->copy();
-    // Graph::copy keeps the order of inputs and top-level nodes, so positions map values.
-    std::unordered_map<const Value*, Value*> copied;
-    for (size_t i = 0; i < flat.graph->inputs().size(); ++i) {
-      copied[flat.graph->inputs()[i]] = copy->inputs()[i];
-    }
-    auto original_nodes = flat.graph->nodes();
-    auto copy_nodes = copy->nodes();
-    for (auto original = original_nodes.begin(), mirror = copy_nodes.begin();
-         original != original_nodes.end(); ++original, ++mirror) {
-      for (size_t i = 0; i < original->outputs().size(); ++i) {
-        copied[original->outputs()[i]] = mirror->outputs()[i];
-      }
-    }
+    GraphCopyMap map;
+    FlatModel copy_model = CopyFlatModel(flat, &map);
+    std::shared_ptr<Graph> copy = copy_model.graph;
+    const auto& copied = map.values;
     std::vector<Value*> returned{copy->outputs()[0]};
     for (Value* probe : probes) {
       const auto it = copied.find(probe);
-      if (it == copied.end()) {
+      if (it == copied.end() || probe->node()->owningBlock() != flat.graph->block()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "value %", probe->debugName(), " is not a top-level value of the graph"));
       }

@@ -19,6 +19,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ATen/core/Tensor.h"
@@ -73,12 +74,27 @@ struct FlatModel {
 };
 
 // Returns a flat copy of `model`'s forward in inference mode (the `training` flags of all
-// submodules read as false). `model` is not changed; tensors are shared with it, so passes
-// that change a weight must store a new tensor (AttributeTable::Replace), never write into it.
+// submodules read as false). `model` is not changed, and the flat model holds copies of its
+// tensors.
 // Errors: kInvalidArgument when the model has no forward method. kUnimplemented, naming the
 // attribute, when forward assigns to a module attribute (prim::SetAttr), calls a method
 // through an interface, or uses a submodule as a value in another way.
 absl::StatusOr<FlatModel> FlattenModel(const torch::jit::Module& model);
+
+// Maps the values and nodes of a FlatModel's graph to those of a copy.
+struct GraphCopyMap {
+  std::unordered_map<const torch::jit::Value*, torch::jit::Value*> values;
+  std::unordered_map<const torch::jit::Node*, torch::jit::Node*> nodes;
+
+  torch::jit::Value* operator()(const torch::jit::Value* value) const { return values.at(value); }
+  torch::jit::Node* operator()(const torch::jit::Node* node) const { return nodes.at(node); }
+};
+
+// Returns a copy of `flat` with its own graph (the attribute table shares tensors) and fills
+// `map` with where every value and node of `flat.graph`, nested blocks included, went. Passes
+// plan on one FlatModel and rewrite copies of it, so one prepared model serves many
+// conversions.
+FlatModel CopyFlatModel(const FlatModel& flat, GraphCopyMap* map);
 
 // Builds a new module of class `__torch__.polaris.<class_name>` whose forward is a copy of
 // `flat.graph`, holding the attributes that graph reads plus `training` (false). The module is

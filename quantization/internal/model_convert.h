@@ -1,0 +1,127 @@
+// Conversion of a flat float graph into a quantized one, layer by layer.
+//
+// Static int8 layers form regions: PlanInt8Regions walks the graph in order and marks as int8
+// the outputs of int8 convolutions and Linear layers (fused with a ReLU that is their only
+// consumer), of residual adds with an int8 operand (fused with a following ReLU), and of the
+// operators that LibTorch runs on quantized tensors without new parameters (ReLU, max and
+// average pooling, flatten, reshape, view, contiguous, eval-mode dropout). Float values enter a
+// region through one quantize and leave it through one dequantize, so consecutive int8 layers
+// exchange int8 tensors. The plan lists the float values whose ranges calibration (or QAT)
+// must supply: region inputs and the outputs of every int8 operator that produces new scales.
+#ifndef POLARIS_QUANTIZATION_INTERNAL_MODEL_CONVERT_H_
+#define POLARIS_QUANTIZATION_INTERNAL_MODEL_CONVERT_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ATen/core/Tensor.h"
+#include "absl/status/statusor.h"
+#include "quantization/internal/model_calibration.h"
+#include "quantization/internal/model_graph.h"
+#include "quantization/internal/model_layers.h"
+#include "quantization/model_options.h"
+#include "quantization/quant_params.h"
+#include "torch/csrc/jit/ir/ir.h"
+
+namespace polaris::quantization::internal {
+
+// How one weight layer is converted.
+enum class LayerConversion {
+  kFloat32,
+  // Weight, bias and computation in bfloat16; input and output stay float32.
+  kBFloat16,
+  // LibTorch's quantized::conv2d / quantized::linear (and ReLU fusions) inside int8 regions.
+  kInt8Static,
+  // polaris::quant_linear_int8_dynamic (Linear only).
+  kInt8Dynamic,
+  // polaris::quant_linear_int4 with group-wise INT4 weights (Linear only).
+  kInt4,
+};
+
+LayerPrecision PrecisionOf(LayerConversion conversion);
+
+struct Int8Plan {
+  // An int8 convolution or Linear layer.
+  struct Compute {
+    // Index into the layers the plan was made from.
+    size_t layer = 0;
+    // The aten::relu fused into it, or nullptr.
+    torch::jit::Node* relu = nullptr;
+    // Site of the float input when it enters a region here; none when the input is int8.
+    std::optional<size_t> input_site;
+    size_t output_site = 0;
+  };
+  // A residual add of two tensors, at least one of them int8.
+  struct Add {
+    torch::jit::Node* node = nullptr;
+    torch::jit::Node* relu = nullptr;
+    std::optional<size_t> input_sites[2];
+    size_t output_site = 0;
+  };
+
+  std::vector<ActivationSite> sites;
+  std::vector<Compute> computes;
+  std::vector<Add> adds;
+  // Operators that run on int8 tensors unchanged.
+  std::vector<torch::jit::Node*> passthroughs;
+};
+
+// Plans the int8 regions of `flat` for the layers whose conversion is kInt8Static (indices as
+// in `layers`, which FindWeightLayers returned for `flat`). The plan refers to values and nodes
+// of `flat.graph`, which it does not change.
+Int8Plan PlanInt8Regions(const FlatModel& flat, const std::vector<WeightLayer>& layers,
+                         const std::vector<LayerConversion>& conversions);
+
+struct ConverterOptions {
+  Granularity weight_granularity = Granularity::kPerChannel;
+  int64_t group_size = 128;
+  bool use_polaris_ops = true;
+};
+
+// A layer of the converted model.
+struct ConvertedLayer {
+  size_t layer = 0;
+  LayerReport report;
+  // The value that holds the layer's output (after a fused ReLU) in the converted graph, and
+  // the same value in the float graph it came from.
+  torch::jit::Value* output = nullptr;
+  torch::jit::Value* reference_output = nullptr;
+};
+
+struct Conversion {
+  FlatModel model;
+  std::vector<ConvertedLayer> layers;
+};
+
+// Converts a copy of `flat`: every layer gets conversions[i]; int8 regions follow `plan`, with
+// `site_params` (per-tensor uint8 parameters, one per plan site) for activations. Weights are
+// quantized from the tensors in `flat.attributes` at the time of the call.
+// Errors: kInvalidArgument when a converted layer's weight or bias contains NaN or Inf, when a
+// group size does not divide a Linear layer's input size, or a conversion does not fit the
+// layer (kInt4 or kInt8Dynamic on a convolution), naming the layer; kFailedPrecondition when
+// polaris's operators are needed but not linked into the program.
+absl::StatusOr<Conversion> ConvertLayers(const FlatModel& flat,
+                                         const std::vector<WeightLayer>& layers,
+                                         const std::vector<LayerConversion>& conversions,
+                                         const Int8Plan& plan,
+                                         const std::vector<QuantParams>& site_params,
+                                         const ConverterOptions& options);
+
+// Symmetric int8 weight parameters, per output channel (axis 0) or per tensor.
+// Returns kInvalidArgument naming `layer` when the weight contains NaN or Inf.
+absl::StatusOr<QuantParams> ChooseWeightParams(const at::Tensor& weight, Granularity granularity,
+                                               const std::string& layer);
+
+// Returns the float32 weight a layer computes with after conversion (dequantized int8 or INT4
+// values, or bfloat16 values widened again), for error measurements. Errors as ConvertLayers.
+absl::StatusOr<at::Tensor> EffectiveWeight(const at::Tensor& weight, LayerConversion conversion,
+                                           const ConverterOptions& options,
+                                           const std::string& layer);
+
+// Returns true when polaris's quantization operators are registered in this process.
+bool PolarisOpsAvailable();
+
+}  // namespace polaris::quantization::internal
+
+#endif  // POLARIS_QUANTIZATION_INTERNAL_MODEL_CONVERT_H_
