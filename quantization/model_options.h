@@ -50,8 +50,8 @@ struct QatOptions {
   // Stops after this many optimizer steps when positive.
   int64_t max_steps = 0;
   int64_t batch_size = 128;
-  // SGD with Nesterov momentum and a cosine schedule, from this rate; fine-tuning a trained
-  // model wants a rate well below the one it was trained with.
+  // Peak rate of SGD with Nesterov momentum and a cosine schedule. Fine-tuning a trained model
+  // needs a rate well below the one it was trained with.
   double learning_rate = 0.005;
   double weight_decay = 0.0;
   // Learns activation and weight scales by gradient descent (LSQ: Esser et al., "Learned Step
@@ -83,14 +83,16 @@ struct MixedPrecisionOptions {
   // kModelSize: upper bound on the bytes of all weight layers' stored tensors (weights, biases,
   // scales, zero points).
   int64_t max_weight_bytes = 0;
-  // kLatency: upper bound on the sum of the layers' measured latencies, in milliseconds, at
-  // latency_batch_size.
+  // kLatency: upper bound on the sum of the measured latencies of the layers mixed precision
+  // allocates (each layer timed alone), in milliseconds, at latency_batch_size.
   double max_latency_ms = 0;
   int64_t latency_batch_size = 64;
   // Random probe vectors for Hutchinson's trace estimator.
   int hutchinson_samples = 8;
   // Calibration examples the sensitivity measurements use (the first ones of the data).
   int64_t sensitivity_examples = 256;
+  // Seeds the random probe vectors of Hutchinson's estimator.
+  uint64_t seed = 1;
 };
 
 struct QuantizationOptions {
@@ -105,14 +107,19 @@ struct QuantizationOptions {
   // quantized Linear layer's input size.
   int64_t group_size = 128;
 
-  // Activations (kStatic, kQat, int8 layers of kMixedPrecision): per-tensor uint8, as
-  // LibTorch's ONEDNN kernels take them; the method and its parameters come from here, dtype,
-  // scheme and axis are set by the converter.
+  // Activations (kStatic, kQat, int8 layers of kMixedPrecision) are per-tensor uint8, as
+  // LibTorch's ONEDNN kernels take them. The calibration method and its parameters come from
+  // here, while the converter sets dtype, scheme and axis.
   CalibrationOptions activation_calibration = {.method = CalibrationMethod::kMse};
   QuantScheme activation_scheme = QuantScheme::kAsymmetric;
   // Examples of the calibration data used to observe activations, in batches.
   int64_t calibration_examples = 2048;
   int64_t calibration_batch_size = 256;
+
+  // Empirical bias correction for kStatic and the int8 layers of kMixedPrecision. Each int8
+  // layer's bias gets the mean output shift that quantizing its weight causes on the
+  // calibration data, so that rounding errors do not add up to a systematic offset.
+  bool bias_correction = true;
 
   // Layers left in float, by module path ("layer1.conv1"). Unknown names are an error.
   std::vector<std::string> skip_layers;
@@ -187,6 +194,8 @@ struct MixedPrecisionLayer {
   std::vector<int64_t> bytes;
   std::vector<double> latency_ms;
   LayerPrecision chosen = LayerPrecision::kFloat32;
+  // Why: the chosen candidate's sensitivity and cost beside the others'.
+  std::string reason;
 };
 
 struct MixedPrecisionReport {

@@ -1,6 +1,6 @@
 #include "quantization/model_quantization.h"
 
-#include <algorithm>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -8,47 +8,45 @@
 #include "absl/strings/str_cat.h"
 #include "core/model_io.h"
 #include "core/status_macros.h"
+#include "core/trainer.h"
 #include "quantization/internal/model_calibration.h"
 #include "quantization/internal/model_convert.h"
 #include "quantization/internal/model_pipeline.h"
+#include "quantization/internal/mixed_precision.h"
+#include "quantization/qat.h"
 
 namespace polaris::quantization {
 namespace {
 
-using internal::Conversion;
-using internal::ConvertedLayer;
-using internal::FlatModel;
 using internal::Int8Plan;
 using internal::LayerConversion;
 using internal::PreparedModel;
 
-// Examples the per-layer error measurement runs on.
-constexpr int64_t kErrorMeasurementExamples = 256;
+absl::StatusOr<QuantizationResult> RunQat(const torch::jit::Module& model,
+                                          const QuantizationOptions& options,
+                                          const LabeledData& data) {
+  POLARIS_ASSIGN_OR_RETURN(QatModel qat, PrepareQat(model, options, data));
+  TrainOptions train;
+  train.epochs = options.qat.epochs;
+  train.max_steps = options.qat.max_steps;
+  train.batch_size = options.qat.batch_size;
+  train.optimizer = OptimizerKind::kSgd;
+  train.learning_rate = options.qat.learning_rate;
+  train.momentum = 0.9;
+  train.weight_decay = options.qat.weight_decay;
+  train.schedule = LearningRateSchedule::kCosine;
+  train.seed = options.qat.seed;
+  train.name = "qat";
+  train.show_progress = options.show_progress;
+  train.after_step = QatAfterStepHook(qat);
+  POLARIS_ASSIGN_OR_RETURN(const TrainResult trained, Train(qat.module, data, train));
 
-int64_t FloatLayerBytes(const FlatModel& flat, const internal::WeightLayer& layer) {
-  int64_t bytes = 0;
-  for (size_t input : {1, 2}) {
-    const at::Tensor tensor = internal::TensorValue(flat, layer.node->input(input));
-    if (tensor.defined()) bytes += tensor.numel() * tensor.element_size();
-  }
-  return bytes;
-}
-
-// Fills the per-layer reports and byte totals of `result` from `conversion`.
-void Report(const PreparedModel& prepared, Conversion& conversion, QuantizationResult& result) {
-  std::vector<bool> converted(prepared.layers.size(), false);
-  for (ConvertedLayer& layer : conversion.layers) {
-    converted[layer.layer] = true;
-    result.weight_bytes_after += layer.report.bytes_after;
-  }
-  std::sort(conversion.layers.begin(), conversion.layers.end(),
-            [](const ConvertedLayer& a, const ConvertedLayer& b) { return a.layer < b.layer; });
-  for (const ConvertedLayer& layer : conversion.layers) result.layers.push_back(layer.report);
-  for (size_t i = 0; i < prepared.layers.size(); ++i) {
-    const int64_t bytes = FloatLayerBytes(prepared.flat, prepared.layers[i]);
-    result.weight_bytes_before += bytes;
-    if (!converted[i]) result.weight_bytes_after += bytes;
-  }
+  POLARIS_ASSIGN_OR_RETURN(QuantizationResult result, ConvertQat(qat, data));
+  result.qat.steps = trained.steps;
+  result.qat.seconds = trained.seconds;
+  result.qat.last_epoch_loss = trained.last_epoch_loss;
+  result.qat.last_epoch_accuracy = trained.last_epoch_accuracy;
+  return result;
 }
 
 }  // namespace
@@ -59,49 +57,49 @@ absl::StatusOr<QuantizationResult> QuantizeModel(const torch::jit::Module& model
   POLARIS_RETURN_IF_ERROR(ValidateQuantizationOptions(options));
   POLARIS_RETURN_IF_ERROR(CheckClassifierSignature(model));
   POLARIS_RETURN_IF_ERROR(internal::CheckCalibrationInputs(calibration_data.inputs));
+  if (options.method == QuantizationMethod::kQat) return RunQat(model, options, calibration_data);
   const at::Tensor inputs = calibration_data.inputs.slice(0, 0, options.calibration_examples);
 
   POLARIS_ASSIGN_OR_RETURN(PreparedModel prepared,
                            internal::PrepareModel(model, inputs.slice(0, 0, 1)));
-  QuantizationResult result;
-  result.method = options.method;
-  result.folded_batchnorm = prepared.folding.folded;
-  result.unfolded_batchnorm = prepared.folding.not_folded;
+  std::vector<SkippedLayer> skipped;
   POLARIS_ASSIGN_OR_RETURN(std::vector<LayerConversion> conversions,
-                           internal::ChooseConversions(prepared, options, &result.skipped));
-  result.skipped.insert(result.skipped.end(), prepared.other_layers.begin(),
-                        prepared.other_layers.end());
+                           internal::ChooseConversions(prepared, options, &skipped));
+  QuantizationResult result = internal::StartResult(prepared, options, std::move(skipped));
 
   Int8Plan plan;
   std::vector<QuantParams> site_params;
-  switch (options.method) {
-    case QuantizationMethod::kStatic: {
-      plan = internal::PlanInt8Regions(prepared.flat, prepared.layers, conversions);
-      POLARIS_ASSIGN_OR_RETURN(
-          site_params,
-          internal::CalibrateActivations(prepared.flat, plan.sites, inputs,
-                                         internal::ActivationCalibrationOptions(options),
-                                         options.calibration_batch_size, options.show_progress));
-      break;
-    }
-    case QuantizationMethod::kDynamic:
-    case QuantizationMethod::kWeightOnlyInt4:
-      break;
-    case QuantizationMethod::kQat:
-    case QuantizationMethod::kMixedPrecision:
-      return absl::UnimplementedError("not yet");
+  if (options.method == QuantizationMethod::kMixedPrecision) {
+    POLARIS_ASSIGN_OR_RETURN(
+        internal::MixedPrecisionAllocation allocation,
+        internal::AllocateMixedPrecision(prepared, conversions, options, calibration_data));
+    conversions = std::move(allocation.conversions);
+    plan = std::move(allocation.plan);
+    site_params = std::move(allocation.site_params);
+    result.mixed_precision = std::move(allocation.report);
+  } else if (options.method == QuantizationMethod::kStatic) {
+    plan = internal::PlanInt8Regions(prepared.flat, prepared.layers, conversions);
+    POLARIS_ASSIGN_OR_RETURN(
+        site_params,
+        internal::CalibrateActivations(prepared.flat, plan.sites, inputs,
+                                       internal::ActivationCalibrationOptions(options),
+                                       options.calibration_batch_size, options.show_progress));
   }
-
-  POLARIS_ASSIGN_OR_RETURN(
-      Conversion conversion,
-      internal::ConvertLayers(prepared.flat, prepared.layers, conversions, plan, site_params,
-                              internal::MakeConverterOptions(options)));
-  POLARIS_ASSIGN_OR_RETURN(
-      result.output_sqnr_db,
-      internal::MeasureOutputErrors(prepared.flat, conversion,
-                                    inputs.slice(0, 0, kErrorMeasurementExamples)));
-  Report(prepared, conversion, result);
-  POLARIS_ASSIGN_OR_RETURN(result.model, internal::BuildModule(conversion.model, "QuantizedModel"));
+  internal::LayerOverrides overrides;
+  if (options.bias_correction) {
+    POLARIS_ASSIGN_OR_RETURN(
+        overrides.bias_corrections,
+        internal::MeasureBiasCorrections(prepared.flat, prepared.layers, conversions, inputs,
+                                         options.calibration_batch_size,
+                                         internal::MakeConverterOptions(options)));
+  }
+  POLARIS_RETURN_IF_ERROR(internal::FinishConversion(prepared, prepared.flat, conversions, plan,
+                                                     site_params, overrides, options, inputs,
+                                                     result));
+  if (options.method == QuantizationMethod::kMixedPrecision) {
+    POLARIS_RETURN_IF_ERROR(
+        internal::MeasureMixedPrecisionAccuracy(model, result, calibration_data));
+  }
   return result;
 }
 

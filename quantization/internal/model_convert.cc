@@ -1,5 +1,6 @@
 #include "quantization/internal/model_convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -13,6 +14,8 @@
 #include "ATen/core/dispatch/Dispatcher.h"
 #include "ATen/core/grad_mode.h"
 #include "ATen/core/stack.h"
+#include "ATen/ops/conv2d.h"
+#include "ATen/ops/linear.h"
 #include "absl/strings/str_cat.h"
 #include "core/graph_utils.h"
 #include "core/runtime.h"
@@ -126,8 +129,8 @@ double WeightSqnr(const at::Tensor& weight, const at::Tensor& effective) {
 class Converter {
  public:
   Converter(const FlatModel& flat, const std::vector<WeightLayer>& layers,
-            const ConverterOptions& options)
-      : layers_(layers), options_(options) {
+            const ConverterOptions& options, const LayerOverrides& overrides)
+      : layers_(layers), options_(options), overrides_(overrides) {
     conversion_.model = CopyFlatModel(flat, &map_);
     graph_ = conversion_.model.graph.get();
   }
@@ -151,8 +154,11 @@ class Converter {
   absl::StatusOr<at::Tensor> LayerWeight(const WeightLayer& layer, Node* node);
   at::Tensor LayerBias(Node* node);
 
+  absl::StatusOr<QuantParams> WeightParams(size_t index, const at::Tensor& weight);
+
   const std::vector<WeightLayer>& layers_;
   ConverterOptions options_;
+  const LayerOverrides& overrides_;
   Conversion conversion_;
   GraphCopyMap map_;
   Graph* graph_ = nullptr;
@@ -195,6 +201,16 @@ absl::StatusOr<at::Tensor> Converter::LayerWeight(const WeightLayer& layer, Node
   return weight;
 }
 
+absl::StatusOr<QuantParams> Converter::WeightParams(size_t index, const at::Tensor& weight) {
+  const auto learned = overrides_.weight_params.find(index);
+  if (learned == overrides_.weight_params.end()) {
+    return ChooseWeightParams(weight, options_.weight_granularity, layers_[index].name);
+  }
+  POLARIS_RETURN_IF_ERROR(ValidateQuantParams(
+      learned->second, weight, absl::StrCat("the weight of '", layers_[index].name, "'")));
+  return learned->second;
+}
+
 at::Tensor Converter::LayerBias(Node* node) {
   at::Tensor bias = TensorValue(conversion_.model, node->input(2));
   // A copy, so that the converted model never shares storage with the caller's.
@@ -207,10 +223,13 @@ absl::Status Converter::ConvertCompute(const Int8Plan::Compute& compute,
   Node* node = map_(layer.node);
   Node* last = compute.relu != nullptr ? map_(compute.relu) : node;
   POLARIS_ASSIGN_OR_RETURN(const at::Tensor weight, LayerWeight(layer, node));
-  const at::Tensor bias = LayerBias(node);
+  at::Tensor bias = LayerBias(node);
   POLARIS_RETURN_IF_ERROR(CheckFinite(bias, absl::StrCat("the bias of '", layer.name, "'")));
-  POLARIS_ASSIGN_OR_RETURN(const QuantParams params,
-                           ChooseWeightParams(weight, options_.weight_granularity, layer.name));
+  const auto correction = overrides_.bias_corrections.find(compute.layer);
+  if (correction != overrides_.bias_corrections.end()) {
+    bias = (bias.defined() ? bias : at::zeros({weight.size(0)})) + correction->second;
+  }
+  POLARIS_ASSIGN_OR_RETURN(const QuantParams params, WeightParams(compute.layer, weight));
 
   const at::Tensor qweight =
       params.per_channel()
@@ -499,6 +518,61 @@ Int8Plan PlanInt8Regions(const FlatModel& flat, const std::vector<WeightLayer>& 
   return plan;
 }
 
+absl::StatusOr<std::map<size_t, at::Tensor>> MeasureBiasCorrections(
+    const FlatModel& flat, const std::vector<WeightLayer>& layers,
+    const std::vector<LayerConversion>& conversions, const at::Tensor& inputs,
+    int64_t batch_size, const ConverterOptions& options) {
+  std::vector<size_t> corrected;
+  std::vector<Value*> layer_inputs;
+  std::map<size_t, at::Tensor> perturbations;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (conversions[i] != LayerConversion::kInt8Static) continue;
+    const at::Tensor weight = AttributeTensor(flat.attributes, layers[i].node->input(1));
+    POLARIS_ASSIGN_OR_RETURN(const at::Tensor effective,
+                             EffectiveWeight(weight, conversions[i], options, layers[i].name));
+    perturbations[i] = weight.detach().to(at::kFloat) - effective;
+    corrected.push_back(i);
+    layer_inputs.push_back(layers[i].node->input(0));
+  }
+  std::map<size_t, at::Tensor> corrections;
+  if (corrected.empty()) return corrections;
+  POLARIS_ASSIGN_OR_RETURN(torch::jit::Module probe, BuildProbeModule(flat, layer_inputs));
+
+  std::map<size_t, at::Tensor> sums;
+  std::map<size_t, int64_t> counts;
+  const int64_t examples = inputs.size(0);
+  for (int64_t start = 0; start < examples; start += batch_size) {
+    POLARIS_ASSIGN_OR_RETURN(
+        std::vector<at::Tensor> values,
+        RunProbeModule(probe, inputs.slice(0, start, std::min(examples, start + batch_size))));
+    const absl::Status status = CallTorch("measuring bias corrections", [&] {
+      at::NoGradGuard no_grad;
+      for (size_t k = 0; k < corrected.size(); ++k) {
+        const size_t i = corrected[k];
+        const WeightLayer& layer = layers[i];
+        const at::Tensor& x = values[1 + k];
+        // The layers are linear in their weight, so W x - Q(W) x = (W - Q(W)) x.
+        at::Tensor shift;
+        if (layer.kind == WeightLayerKind::kLinear) {
+          shift = at::linear(x, perturbations[i]).reshape({-1, perturbations[i].size(0)});
+        } else {
+          shift = at::conv2d(x, perturbations[i], {}, layer.stride, layer.padding,
+                             layer.dilation, layer.groups)
+                      .transpose(0, 1)
+                      .reshape({perturbations[i].size(0), -1})
+                      .t();
+        }
+        const at::Tensor batch_sum = shift.to(at::kDouble).sum(0);
+        sums[i] = sums[i].defined() ? sums[i] + batch_sum : batch_sum;
+        counts[i] += shift.size(0);
+      }
+    });
+    POLARIS_RETURN_IF_ERROR(status);
+  }
+  for (size_t i : corrected) corrections[i] = (sums[i] / counts[i]).to(at::kFloat);
+  return corrections;
+}
+
 absl::StatusOr<QuantParams> ChooseWeightParams(const at::Tensor& weight, Granularity granularity,
                                                const std::string& layer) {
   const at::Tensor values = weight.detach().to(at::kFloat);
@@ -518,6 +592,37 @@ absl::StatusOr<QuantParams> ChooseWeightParams(const at::Tensor& weight, Granula
   return params;
 }
 
+absl::StatusOr<Int4Weights> QuantizeInt4Groups(const at::Tensor& weight, int64_t group_size,
+                                               const std::string& layer) {
+  if (weight.dim() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "INT4 quantization needs a 2-D weight, but '", layer, "' has ", weight.dim(), " dims"));
+  }
+  const int64_t out_features = weight.size(0);
+  const int64_t in_features = weight.size(1);
+  if (group_size < 1 || in_features % group_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "group size ", group_size, " does not divide the input size ", in_features,
+        " of Linear layer '", layer, "'; choose a group size that divides it"));
+  }
+  const at::Tensor values = weight.detach().to(at::kFloat);
+  POLARIS_RETURN_IF_ERROR(CheckFinite(values, absl::StrCat("the weight of '", layer, "'")));
+  const int64_t groups = in_features / group_size;
+  const at::Tensor rows = values.reshape({out_features * groups, group_size});
+  POLARIS_ASSIGN_OR_RETURN(const QuantParams params,
+                           ChooseQuantParams(rows.amin(1), rows.amax(1), QuantDtype::kUInt4,
+                                             QuantScheme::kAsymmetric, /*axis=*/0));
+  POLARIS_ASSIGN_OR_RETURN(const at::Tensor quantized, quantization::Quantize(rows, params));
+  POLARIS_ASSIGN_OR_RETURN(const at::Tensor dequantized, Dequantize(quantized, params));
+  Int4Weights result;
+  result.values = quantized.reshape({out_features, in_features});
+  POLARIS_ASSIGN_OR_RETURN(result.packed, PackInt4(result.values));
+  result.scale = params.scale.reshape({out_features, groups});
+  result.zero_point = params.zero_point.reshape({out_features, groups});
+  result.dequantized = dequantized.reshape({out_features, in_features});
+  return result;
+}
+
 absl::StatusOr<at::Tensor> EffectiveWeight(const at::Tensor& weight, LayerConversion conversion,
                                            const ConverterOptions& options,
                                            const std::string& layer) {
@@ -533,11 +638,13 @@ absl::StatusOr<at::Tensor> EffectiveWeight(const at::Tensor& weight, LayerConver
                                ChooseWeightParams(values, options.weight_granularity, layer));
       return FakeQuantize(values, params);
     }
-    case LayerConversion::kInt4:
-      break;
+    case LayerConversion::kInt4: {
+      POLARIS_ASSIGN_OR_RETURN(const Int4Weights int4,
+                               QuantizeInt4Groups(values, options.group_size, layer));
+      return int4.dequantized;
+    }
   }
-  return absl::UnimplementedError(
-      absl::StrCat("no effective weight for the conversion of '", layer, "'"));
+  return absl::InternalError(absl::StrCat("unknown conversion of '", layer, "'"));
 }
 
 absl::StatusOr<Conversion> ConvertLayers(const FlatModel& flat,
@@ -545,7 +652,8 @@ absl::StatusOr<Conversion> ConvertLayers(const FlatModel& flat,
                                          const std::vector<LayerConversion>& conversions,
                                          const Int8Plan& plan,
                                          const std::vector<QuantParams>& site_params,
-                                         const ConverterOptions& options) {
+                                         const ConverterOptions& options,
+                                         const LayerOverrides& overrides) {
   if (conversions.size() != layers.size() || site_params.size() != plan.sites.size()) {
     return absl::InternalError("conversion plan does not match the model's layers");
   }
@@ -564,7 +672,7 @@ absl::StatusOr<Conversion> ConvertLayers(const FlatModel& flat,
 
   return CallTorch("converting the model", [&]() -> absl::StatusOr<Conversion> {
     at::NoGradGuard no_grad;
-    Converter converter(flat, layers, options);
+    Converter converter(flat, layers, options, overrides);
     for (const Int8Plan::Compute& compute : plan.computes) {
       POLARIS_RETURN_IF_ERROR(converter.ConvertCompute(compute, site_params));
     }

@@ -11,6 +11,7 @@
 #ifndef POLARIS_QUANTIZATION_INTERNAL_MODEL_CONVERT_H_
 #define POLARIS_QUANTIZATION_INTERNAL_MODEL_CONVERT_H_
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,7 +27,7 @@
 
 namespace polaris::quantization::internal {
 
-// How one weight layer is converted.
+// The conversion of one weight layer.
 enum class LayerConversion {
   kFloat32,
   // Weight, bias and computation in bfloat16; input and output stay float32.
@@ -79,12 +80,21 @@ struct ConverterOptions {
   bool use_polaris_ops = true;
 };
 
+// Per-layer replacements of what ConvertLayers derives from the float weights, by layer index.
+struct LayerOverrides {
+  // Weight quantization parameters learned elsewhere (QAT with learnable scales).
+  std::map<size_t, QuantParams> weight_params;
+  // Added to the float bias (zero when the layer has none) of int8 layers; see
+  // MeasureBiasCorrections.
+  std::map<size_t, at::Tensor> bias_corrections;
+};
+
 // A layer of the converted model.
 struct ConvertedLayer {
   size_t layer = 0;
   LayerReport report;
-  // The value that holds the layer's output (after a fused ReLU) in the converted graph, and
-  // the same value in the float graph it came from.
+  // The layer's output value (after a fused ReLU) in the converted graph, and the same value
+  // in the float graph it came from.
   torch::jit::Value* output = nullptr;
   torch::jit::Value* reference_output = nullptr;
 };
@@ -96,7 +106,8 @@ struct Conversion {
 
 // Converts a copy of `flat`: every layer gets conversions[i]; int8 regions follow `plan`, with
 // `site_params` (per-tensor uint8 parameters, one per plan site) for activations. Weights are
-// quantized from the tensors in `flat.attributes` at the time of the call.
+// quantized from the tensors in `flat.attributes` at the time of the call, with symmetric
+// parameters from their range unless `overrides` contains learned ones for the layer index.
 // Errors: kInvalidArgument when a converted layer's weight or bias contains NaN or Inf, when a
 // group size does not divide a Linear layer's input size, or a conversion does not fit the
 // layer (kInt4 or kInt8Dynamic on a convolution), naming the layer; kFailedPrecondition when
@@ -106,11 +117,44 @@ absl::StatusOr<Conversion> ConvertLayers(const FlatModel& flat,
                                          const std::vector<LayerConversion>& conversions,
                                          const Int8Plan& plan,
                                          const std::vector<QuantParams>& site_params,
-                                         const ConverterOptions& options);
+                                         const ConverterOptions& options,
+                                         const LayerOverrides& overrides = {});
+
+// Returns, for every kInt8Static layer, the mean change of its output per output channel that
+// quantizing its weight causes, E[W x] - E[Q(W) x], measured on the float model's activations
+// for `inputs` (examples along dimension 0, run in batches of `batch_size`). Adding it to the
+// bias removes the systematic shift of the layer's output ("bias correction", Nagel et al.,
+// "Data-Free Quantization Through Weight Equalization and Bias Correction", ICCV 2019, here
+// measured on calibration data). Errors: the model's, and those of weight quantization.
+absl::StatusOr<std::map<size_t, at::Tensor>> MeasureBiasCorrections(
+    const FlatModel& flat, const std::vector<WeightLayer>& layers,
+    const std::vector<LayerConversion>& conversions, const at::Tensor& inputs,
+    int64_t batch_size, const ConverterOptions& options);
 
 // Symmetric int8 weight parameters, per output channel (axis 0) or per tensor.
 // Returns kInvalidArgument naming `layer` when the weight contains NaN or Inf.
 absl::StatusOr<QuantParams> ChooseWeightParams(const at::Tensor& weight, Granularity granularity,
+                                               const std::string& layer);
+
+// Group-wise INT4 weights of a Linear layer: the weight [out, in] is split along the input
+// dimension into groups of `group_size` elements, and each (row, group) gets its own
+// asymmetric uint4 scale and zero point (values 0 to 15).
+struct Int4Weights {
+  // uint8 [out, in] with values in [0, 15].
+  at::Tensor values;
+  // PackInt4(values): uint8 [out, ceil(in / 2)], two values per byte, low nibble first.
+  at::Tensor packed;
+  // float32 [out, in / group_size] and int64 [out, in / group_size].
+  at::Tensor scale;
+  at::Tensor zero_point;
+  // The weight the layer computes with: (values - zero_point) * scale, float32 [out, in].
+  at::Tensor dequantized;
+};
+
+// Quantizes a 2-D weight group-wise to INT4. Returns kInvalidArgument, naming `layer`, when
+// the weight is not 2-D, `group_size` is below 1 or does not divide its input size, or the
+// weight contains NaN or Inf.
+absl::StatusOr<Int4Weights> QuantizeInt4Groups(const at::Tensor& weight, int64_t group_size,
                                                const std::string& layer);
 
 // Returns the float32 weight a layer computes with after conversion (dequantized int8 or INT4

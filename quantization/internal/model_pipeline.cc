@@ -18,6 +18,9 @@
 namespace polaris::quantization::internal {
 namespace {
 
+// Examples the per-layer error measurement runs on.
+constexpr int64_t kErrorMeasurementExamples = 256;
+
 using torch::jit::Node;
 using torch::jit::Value;
 
@@ -248,6 +251,53 @@ absl::StatusOr<double> MeasureOutputErrors(const FlatModel& reference, Conversio
   POLARIS_ASSIGN_OR_RETURN(QuantizationError model_error,
                            MeasureQuantizationError(expected[0], actual[0]));
   return model_error.sqnr_db;
+}
+
+QuantizationResult StartResult(const PreparedModel& prepared, const QuantizationOptions& options,
+                               std::vector<SkippedLayer> skipped) {
+  QuantizationResult result;
+  result.method = options.method;
+  result.folded_batchnorm = prepared.folding.folded;
+  result.unfolded_batchnorm = prepared.folding.not_folded;
+  result.skipped = std::move(skipped);
+  result.skipped.insert(result.skipped.end(), prepared.other_layers.begin(),
+                        prepared.other_layers.end());
+  return result;
+}
+
+absl::Status FinishConversion(const PreparedModel& prepared, const FlatModel& source,
+                              const std::vector<LayerConversion>& conversions,
+                              const Int8Plan& plan, const std::vector<QuantParams>& site_params,
+                              const LayerOverrides& overrides,
+                              const QuantizationOptions& options, const at::Tensor& inputs,
+                              QuantizationResult& result) {
+  POLARIS_ASSIGN_OR_RETURN(Conversion conversion,
+                           ConvertLayers(source, prepared.layers, conversions, plan, site_params,
+                                         MakeConverterOptions(options), overrides));
+  POLARIS_ASSIGN_OR_RETURN(
+      result.output_sqnr_db,
+      MeasureOutputErrors(source, conversion, inputs.slice(0, 0, kErrorMeasurementExamples)));
+
+  std::vector<bool> converted(prepared.layers.size(), false);
+  for (const ConvertedLayer& layer : conversion.layers) {
+    converted[layer.layer] = true;
+    result.weight_bytes_after += layer.report.bytes_after;
+  }
+  std::sort(conversion.layers.begin(), conversion.layers.end(),
+            [](const ConvertedLayer& a, const ConvertedLayer& b) { return a.layer < b.layer; });
+  result.layers.clear();
+  for (const ConvertedLayer& layer : conversion.layers) result.layers.push_back(layer.report);
+  for (size_t i = 0; i < prepared.layers.size(); ++i) {
+    int64_t bytes = 0;
+    for (size_t input : {1, 2}) {
+      const at::Tensor tensor = TensorValue(source, prepared.layers[i].node->input(input));
+      if (tensor.defined()) bytes += tensor.numel() * tensor.element_size();
+    }
+    result.weight_bytes_before += bytes;
+    if (!converted[i]) result.weight_bytes_after += bytes;
+  }
+  POLARIS_ASSIGN_OR_RETURN(result.model, BuildModule(conversion.model, "QuantizedModel"));
+  return absl::OkStatus();
 }
 
 }  // namespace polaris::quantization::internal

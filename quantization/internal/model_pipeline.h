@@ -4,6 +4,7 @@
 #ifndef POLARIS_QUANTIZATION_INTERNAL_MODEL_PIPELINE_H_
 #define POLARIS_QUANTIZATION_INTERNAL_MODEL_PIPELINE_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,21 @@ absl::Status CheckCalibrationInputs(const at::Tensor& inputs);
 // flow keep NaN.
 absl::StatusOr<double> MeasureOutputErrors(const FlatModel& reference, Conversion& conversion,
                                            const at::Tensor& inputs);
+
+// Starts a result for `prepared`: method, BatchNorm folding outcome and the skipped layers
+// (`skipped` from ChooseConversions followed by the other parameterized layers).
+QuantizationResult StartResult(const PreparedModel& prepared, const QuantizationOptions& options,
+                               std::vector<SkippedLayer> skipped);
+
+// Converts `source` (prepared.flat, or a copy with retrained weights and the same graph) with
+// ConvertLayers, measures the errors against `source` on `inputs` and fills `result`: layer
+// reports in graph order, byte totals, output SQNR and the built module.
+absl::Status FinishConversion(const PreparedModel& prepared, const FlatModel& source,
+                              const std::vector<LayerConversion>& conversions,
+                              const Int8Plan& plan, const std::vector<QuantParams>& site_params,
+                              const LayerOverrides& overrides,
+                              const QuantizationOptions& options, const at::Tensor& inputs,
+                              QuantizationResult& result);
 
 }  // namespace polaris::quantization::internal
 
