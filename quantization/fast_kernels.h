@@ -1,6 +1,6 @@
 // Vectorized, multithreaded per-tensor quantization kernels on raw buffers. They run the AVX-512
-// code of internal/quantize_avx512.h when the CPU has AVX-512 (checked at run time) and the
-// plain loops of reference_kernels.h otherwise; both give bit-identical results, and
+// code of internal/quantize_avx512.h when the CPU has AVX-512 (checked at run time), else the
+// plain loops of reference_kernels.h. Both give bit-identical results, and
 // reference_kernels.h is their specification.
 //
 // Work is split across LibTorch's intra-op threads (at::parallel_for) in chunks of at least
@@ -12,9 +12,12 @@
 
 namespace polaris::quantization {
 
-// Elements below which splitting across threads costs more than it saves (about 10 us of
-// work on one core; the wake-up of a second OpenMP thread costs a few us).
-inline constexpr int64_t kQuantizeGrainSize = 32768;
+// Elements below which work stays on the calling thread. One core quantizes about 10^4
+// elements per microsecond while the data is in cache (kernels_benchmark), so a chunk of this
+// size is about 25 us of work. That is far more than an OpenMP fork-join costs on an idle
+// machine. On a busy machine each fork-join waits until the other thread gets a core, so
+// small tensors avoid it altogether.
+inline constexpr int64_t kQuantizeGrainSize = 1 << 18;
 
 // See reference::Quantize. Returns false when an input is NaN (the output is then unspecified).
 bool QuantizeFast(const float* x, int64_t n, float scale, int32_t zero_point, int32_t qmin,

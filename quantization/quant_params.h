@@ -41,7 +41,7 @@ int BitsOf(QuantDtype dtype);
 bool IsSigned(QuantDtype dtype);
 // "int8", "uint8", "int4" or "uint4".
 absl::string_view QuantDtypeName(QuantDtype dtype);
-// Returns the LibTorch dtype that holds unpacked values: at::kChar for signed, at::kByte for
+// Returns the LibTorch dtype that stores unpacked values: at::kChar for signed, at::kByte for
 // unsigned formats.
 at::ScalarType StorageTypeOf(QuantDtype dtype);
 

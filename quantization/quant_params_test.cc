@@ -96,7 +96,8 @@ TEST(ChooseQuantParams, ZeroAndConstantChannelsGetValidScales) {
     const float* scale = params->scale.data_ptr<float>();
     EXPECT_EQ(scale[0], 1.0f);
     for (int c = 0; c < 4; ++c) {
-      EXPECT_TRUE(std::isfinite(scale[c]) && scale[c] >= kMinScale) << "channel " << c;
+      EXPECT_TRUE(std::isfinite(scale[c])) << "channel " << c;
+      EXPECT_GE(scale[c], kMinScale) << "channel " << c;
       EXPECT_TRUE(std::isfinite(1.0f / scale[c])) << "channel " << c;
     }
     EXPECT_TRUE(ValidateQuantParams(*params, at::Tensor(), "test").ok());

@@ -9,9 +9,9 @@
 //   q = clamp(round_half_even(x * (1.0f / scale)) + zero_point, qmin, qmax)
 //   x' = float(q - zero_point) * scale
 // with the multiplication done in float32. Values beyond the range saturate at qmin or qmax
-// (they never wrap around), and so do +Inf and -Inf; NaN is an error. Per-tensor float32
-// inputs of 8-bit types run on the vectorized multithreaded kernels of fast_kernels.h, which
-// give bit-identical results.
+// (they never wrap around), and so do +Inf and -Inf; NaN is an error. Quantize and Dequantize
+// run on the vectorized kernels of fast_kernels.h, once per contiguous run of one channel
+// (the whole tensor per tensor); those kernels give results bit-identical to the plain loops.
 #ifndef POLARIS_QUANTIZATION_QUANTIZE_H_
 #define POLARIS_QUANTIZATION_QUANTIZE_H_
 
@@ -38,7 +38,7 @@ absl::StatusOr<at::Tensor> Dequantize(const at::Tensor& q, const QuantParams& pa
 absl::StatusOr<at::Tensor> FakeQuantize(const at::Tensor& x, const QuantParams& params);
 
 // Packs INT4 values two per byte along the last dimension: a tensor of shape [..., n] becomes a
-// uint8 tensor of shape [..., ceil(n / 2)]. Byte j holds element 2j in its low nibble (bits
+// uint8 tensor of shape [..., ceil(n / 2)]. Byte j stores element 2j in its low nibble (bits
 // 0-3) and element 2j + 1 in its high nibble (bits 4-7); when n is odd the high nibble of the
 // last byte is 0. `values` is int8 holding [-8, 7] (stored as two's complement nibbles) or
 // uint8 holding [0, 15]. A 0-d tensor is treated as [1].

@@ -146,7 +146,7 @@ TEST(Quantize, PerChannelMatchesPerTensorOnEachSlice) {
   }
 }
 
-TEST(FakeQuantize, ErrorIsAtMostHalfAStepInsideTheRange) {
+TEST(FakeQuantize, ErrsAtMostHalfAStep) {
   at::Generator generator = Generator();
   const at::Tensor x = at::rand({4096}, generator) * 2.0f - 1.0f;
   const QuantParams params = PerTensor(1.0f / 127.0f, 0, QuantDtype::kInt8);
