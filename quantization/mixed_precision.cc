@@ -293,7 +293,8 @@ absl::StatusOr<MixedPrecisionAllocation> AllocateMixedPrecision(
     const at::Tensor weight = AttributeTensor(prepared.flat.attributes, layer.node->input(1));
     for (LayerPrecision precision : mixed.candidates) {
       if (precision == LayerPrecision::kInt4 &&
-          (layer.kind != WeightLayerKind::kLinear || weight.size(1) % options.group_size != 0)) {
+          (layer.kind != WeightLayerKind::kLinear ||
+           weight.size(1) % GroupSizeOf(options, layer.name) != 0)) {
         continue;
       }
       candidates[i].push_back(ConversionOf(precision));

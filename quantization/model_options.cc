@@ -96,6 +96,11 @@ int BitsOf(LayerPrecision precision) {
   return 32;
 }
 
+int64_t GroupSizeOf(const QuantizationOptions& options, const std::string& layer) {
+  const auto it = options.layer_group_sizes.find(layer);
+  return it == options.layer_group_sizes.end() ? options.group_size : it->second;
+}
+
 absl::Status ValidateQuantizationOptions(const QuantizationOptions& options) {
   if (options.weight_bits != 4 && options.weight_bits != 8) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -112,6 +117,12 @@ absl::Status ValidateQuantizationOptions(const QuantizationOptions& options) {
   if (options.group_size < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("group size must be at least 1, got ", options.group_size));
+  }
+  for (const auto& [layer, group_size] : options.layer_group_sizes) {
+    if (group_size < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the group size of layer '", layer, "' must be at least 1, got ", group_size));
+    }
   }
   CalibrationOptions calibration = options.activation_calibration;
   calibration.dtype = QuantDtype::kUInt8;

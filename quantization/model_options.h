@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -103,9 +104,11 @@ struct QuantizationOptions {
   // kWeightOnlyInt4.
   Granularity weight_granularity = Granularity::kPerChannel;
   int weight_bits = 8;
-  // kWeightOnlyInt4: input elements sharing one scale and zero point; must divide every
-  // quantized Linear layer's input size.
+  // INT4 layers: input elements sharing one scale and zero point. It must divide the input
+  // size of every Linear layer converted to INT4; layer_group_sizes overrides it per layer
+  // (by module path), for models whose layers have input sizes without a common divisor.
   int64_t group_size = 128;
+  std::map<std::string, int64_t> layer_group_sizes;
 
   // Activations (kStatic, kQat, int8 layers of kMixedPrecision) are per-tensor uint8, as
   // LibTorch's ONEDNN kernels take them. The calibration method and its parameters come from
@@ -141,6 +144,9 @@ struct QuantizationOptions {
 // outside (0, 100], ...), non-positive example counts, QAT settings out of range, an empty or
 // unknown candidate set, or a missing budget for kMixedPrecision.
 absl::Status ValidateQuantizationOptions(const QuantizationOptions& options);
+
+// Returns the INT4 group size of `layer`: its layer_group_sizes entry, else group_size.
+int64_t GroupSizeOf(const QuantizationOptions& options, const std::string& layer);
 
 // Summary of a tensor of per-channel (or per-group) scales.
 struct ScaleSummary {

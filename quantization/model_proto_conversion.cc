@@ -180,6 +180,9 @@ absl::StatusOr<QuantizationOptions> OptionsFromConfig(const Config& config) {
                             ? config.weight_bits()
                             : (options.method == QuantizationMethod::kWeightOnlyInt4 ? 4 : 8);
   if (config.has_group_size()) options.group_size = config.group_size();
+  for (const auto& [layer, group_size] : config.layer_group_sizes()) {
+    options.layer_group_sizes[layer] = group_size;
+  }
   switch (config.activation_scheme()) {
     case Config::SCHEME_UNSPECIFIED:
     case Config::ASYMMETRIC: options.activation_scheme = QuantScheme::kAsymmetric; break;
@@ -221,6 +224,9 @@ Config ConfigFromOptions(const QuantizationOptions& options) {
                                     : Config::PER_TENSOR);
   config.set_weight_bits(options.weight_bits);
   config.set_group_size(options.group_size);
+  for (const auto& [layer, group_size] : options.layer_group_sizes) {
+    (*config.mutable_layer_group_sizes())[layer] = group_size;
+  }
   config.set_activation_scheme(options.activation_scheme == QuantScheme::kSymmetric
                                    ? Config::SYMMETRIC
                                    : Config::ASYMMETRIC);

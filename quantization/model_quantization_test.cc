@@ -18,7 +18,9 @@
 #include "core/tensor_file.h"
 #include "core/testing/python_test_util.h"
 #include "core/testing/test_seed.h"
+#include "core/trainer.h"
 #include "gtest/gtest.h"
+#include "quantization/error_metrics.h"
 
 namespace polaris::quantization {
 namespace {
@@ -202,6 +204,136 @@ TEST(QuantizeModel, SavedFileLoadsInPythonAndPredictsTheSameClasses) {
   for (size_t i = 0; i < classes.size(); ++i) {
     EXPECT_EQ(classes[i], std::to_string(expected[i].item<int64_t>())) << "example " << i;
   }
+}
+
+// Runs the Python checker on `model` and expects the classes C++ predicts.
+void ExpectPythonPredictsTheSame(torch::jit::Module& model, const std::string& name,
+                                 const std::string& ops_library) {
+  const std::string model_path = polaris::testing::TempPath(name + ".pt");
+  ASSERT_TRUE(SaveModel(model, model_path).ok());
+  const std::string data_path = polaris::testing::TempPath(name + "_images.pt");
+  ASSERT_TRUE(polaris::testing::RunPython(kScript, {"fashion-mnist-test", "64", data_path}).ok());
+  absl::StatusOr<SavedDataSets> data = LoadSavedDataSets(data_path);
+  ASSERT_TRUE(data.ok()) << data.status();
+  std::vector<std::string> args = {"predict", model_path, data_path};
+  if (!ops_library.empty()) args.push_back(ops_library);
+  absl::StatusOr<std::string> printed = polaris::testing::RunPython(kScript, args);
+  ASSERT_TRUE(printed.ok()) << name << ": " << printed.status();
+
+  const at::Tensor expected = Forward(model, data->test.inputs).argmax(1);
+  const std::vector<std::string> classes =
+      absl::StrSplit(absl::StripTrailingAsciiWhitespace(*printed), ' ');
+  ASSERT_EQ(static_cast<int64_t>(classes.size()), expected.size(0)) << name;
+  for (size_t i = 0; i < classes.size(); ++i) {
+    EXPECT_EQ(classes[i], std::to_string(expected[i].item<int64_t>()))
+        << name << ", example " << i;
+  }
+}
+
+constexpr char kOpsLibrary[] = "quantization/libpolaris_quantization_ops.so";
+
+TEST(QuantizeModel, StaticWithPolarisOpsMatchesLibTorchOps) {
+  at::manual_seed(polaris::testing::TestSeed());
+  absl::StatusOr<torch::jit::Module> model = MakeReferenceModel(ReferenceModel::kResidualCnn, 7);
+  ASSERT_TRUE(model.ok()) << model.status();
+  RandomizeBatchNorms(*model);
+  QuantizationOptions options = StaticOptions();
+  options.use_polaris_ops = true;
+  absl::StatusOr<QuantizationResult> fast = QuantizeModel(*model, options, TestImages());
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  absl::StatusOr<QuantizationResult> stock = QuantizeModel(*model, StaticOptions(), TestImages());
+  ASSERT_TRUE(stock.ok()) << stock.status();
+
+  std::map<std::string, int> ops = CountOperators(fast->model);
+  EXPECT_EQ(ops["polaris::quant_quantize_per_tensor"], 1);
+  EXPECT_EQ(ops["polaris::quant_dequantize"], 1);
+  EXPECT_EQ(ops["aten::quantize_per_tensor"], 0);
+  EXPECT_EQ(ops["aten::dequantize"], 0);
+  // Both quantize with round-half-even of x / scale; only ties broken differently by the
+  // multiplication by 1 / scale can differ, so the outputs agree closely.
+  absl::StatusOr<QuantizationError> error = MeasureQuantizationError(
+      Forward(stock->model, TestImages().inputs), Forward(fast->model, TestImages().inputs));
+  ASSERT_TRUE(error.ok()) << error.status();
+  EXPECT_GT(error->sqnr_db, 40);
+
+  ExpectPythonPredictsTheSame(fast->model, "cnn_polaris_ops", kOpsLibrary);
+}
+
+torch::jit::Module TrainedMlp() {
+  absl::StatusOr<torch::jit::Module> model = MakeReferenceModel(ReferenceModel::kMlp, 7);
+  EXPECT_TRUE(model.ok()) << model.status();
+  TrainOptions train;
+  train.max_steps = 30;
+  train.batch_size = 64;
+  train.optimizer = OptimizerKind::kAdam;
+  train.learning_rate = 1e-3;
+  train.show_progress = false;
+  EXPECT_TRUE(Train(*model, TestImages(), train).ok());
+  return *model;
+}
+
+TEST(QuantizeModel, DynamicInt8LinearLayers) {
+  at::manual_seed(polaris::testing::TestSeed());
+  torch::jit::Module model = TrainedMlp();
+  QuantizationOptions options = StaticOptions();
+  options.method = QuantizationMethod::kDynamic;
+  absl::StatusOr<QuantizationResult> result = QuantizeModel(model, options, TestImages());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->layers.size(), 2u);
+  for (const LayerReport& layer : result->layers) {
+    EXPECT_EQ(layer.op, "polaris::quant_linear_int8_dynamic") << layer.name;
+    EXPECT_GT(layer.weight_sqnr_db, 35) << layer.name;
+  }
+  // Per-call input ranges keep the logits close to float32's.
+  EXPECT_GT(result->output_sqnr_db, 30);
+  EXPECT_GE(Agreement(model, result->model, TestImages().inputs), 0.97);
+  EXPECT_EQ(CountOperators(result->model)["aten::linear"], 0);
+
+  // Convolutions stay float under dynamic quantization, and say so.
+  absl::StatusOr<torch::jit::Module> cnn = MakeReferenceModel(ReferenceModel::kLeNet, 7);
+  ASSERT_TRUE(cnn.ok()) << cnn.status();
+  absl::StatusOr<QuantizationResult> lenet = QuantizeModel(*cnn, options, TestImages());
+  ASSERT_TRUE(lenet.ok()) << lenet.status();
+  EXPECT_EQ(lenet->layers.size(), 3u);
+  ASSERT_EQ(lenet->skipped.size(), 2u);
+  EXPECT_NE(lenet->skipped[0].reason.find("Linear layers only"), std::string::npos);
+  ExpectPythonPredictsTheSame(result->model, "mlp_dynamic", kOpsLibrary);
+}
+
+TEST(QuantizeModel, Int4WeightOnlyStoresPackedBytes) {
+  at::manual_seed(polaris::testing::TestSeed());
+  torch::jit::Module model = TrainedMlp();
+  QuantizationOptions options = StaticOptions();
+  options.method = QuantizationMethod::kWeightOnlyInt4;
+  options.weight_bits = 4;
+  options.group_size = 112;
+  options.layer_group_sizes["fc2"] = 128;
+  absl::StatusOr<QuantizationResult> result = QuantizeModel(model, options, TestImages());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->layers.size(), 2u);
+  const LayerReport& fc1 = result->layers[0];
+  EXPECT_EQ(fc1.op, "polaris::quant_linear_int4");
+  EXPECT_EQ(fc1.precision, LayerPrecision::kInt4);
+  // 256 x 784 weights at half a byte, 256 x 7 float scales and uint8 zero points, the bias.
+  EXPECT_EQ(fc1.bytes_after, 256 * 784 / 2 + 256 * 7 * (4 + 1) + 256 * 4);
+  EXPECT_EQ(fc1.weight_scales.count, 256 * 7);
+  EXPECT_GT(fc1.weight_sqnr_db, 15);
+  EXPECT_GT(result->output_sqnr_db, 15);
+  EXPECT_GE(Agreement(model, result->model, TestImages().inputs), 0.9);
+
+  // The saved file stores the packed bytes: the MLP's 203,530 float weights take 814 KB.
+  absl::StatusOr<std::string> bytes = SerializeModel(result->model);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_LT(bytes->size(), 140000u);
+  ExpectPythonPredictsTheSame(result->model, "mlp_int4", kOpsLibrary);
+
+  options.layer_group_sizes.clear();
+  options.group_size = 64;
+  const absl::Status status = QuantizeModel(model, options, TestImages()).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_NE(status.message().find("group size 64 does not divide the input size 784"),
+            absl::string_view::npos)
+      << status;
 }
 
 TEST(QuantizeModel, ConstantAndZeroChannelsGetValidScales) {

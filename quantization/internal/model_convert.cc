@@ -22,6 +22,7 @@
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "quantization/error_metrics.h"
+#include "quantization/linear_int4.h"
 #include "quantization/quantize.h"
 #include "torch/csrc/jit/passes/dead_code_elimination.h"
 
@@ -38,6 +39,7 @@ c10::Symbol Op(const char* qualified_name) { return c10::Symbol::fromQualString(
 constexpr char kPolarisQuantize[] = "polaris::quant_quantize_per_tensor";
 constexpr char kPolarisDequantize[] = "polaris::quant_dequantize";
 constexpr char kPolarisLinearDynamic[] = "polaris::quant_linear_int8_dynamic";
+constexpr char kPolarisLinearInt4[] = "polaris::quant_linear_int4";
 
 bool IsRelu(const Node* node) { return node->kind() == c10::aten::relu; }
 
@@ -408,10 +410,42 @@ absl::Status Converter::ConvertFloatLayer(size_t index, LayerConversion conversi
     report.weight_scales = Summarize(params.scale);
     report.weight_sqnr_db = WeightSqnr(weight, dequantized);
     report.bytes_after = Bytes(weight_int8) + Bytes(weight_scale) + Bytes(bias);
+  } else if (conversion == LayerConversion::kInt4) {
+    if (!is_linear) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "INT4 conversion covers Linear layers only, but '", layer.name, "' is a convolution"));
+    }
+    const int64_t group_size = options_.GroupSizeOf(layer.name);
+    POLARIS_ASSIGN_OR_RETURN(const Int4Weights int4,
+                             QuantizeInt4Groups(weight, group_size, layer.name));
+    const std::string packed_name = attributes.AddUnique(base + "_weight_int4", int4.packed,
+                                                         false, layer.name + ".weight");
+    const std::string scale_name =
+        attributes.AddUnique(base + "_weight_scale", int4.scale, false, layer.name);
+    const std::string zero_point_name =
+        attributes.AddUnique(base + "_weight_zero_point", int4.zero_point, false, layer.name);
+    Value* output;
+    {
+      torch::jit::WithInsertPoint insert_point(node);
+      output = graph_->insert(
+          Op(kPolarisLinearInt4),
+          {node->input(0), InsertSelfGetAttr(*graph_, packed_name, c10::TensorType::get()),
+           InsertSelfGetAttr(*graph_, scale_name, c10::TensorType::get()),
+           InsertSelfGetAttr(*graph_, zero_point_name, c10::TensorType::get()),
+           group_size, node->input(2)});
+    }
+    node->output()->replaceAllUsesWith(output);
+    node->destroy();
+    converted.output = output;
+    report.op = kPolarisLinearInt4;
+    report.reason = absl::StrCat("group-wise INT4 weights (groups of ", group_size,
+                                 "), float32 activations");
+    report.weight_scales = Summarize(int4.scale);
+    report.weight_sqnr_db = WeightSqnr(weight, int4.dequantized);
+    report.bytes_after =
+        Bytes(int4.packed) + Bytes(int4.scale) + Bytes(int4.zero_point) + Bytes(bias);
   } else {
-    return absl::UnimplementedError(absl::StrCat("conversion of '", layer.name, "' to ",
-                                                 LayerPrecisionName(PrecisionOf(conversion)),
-                                                 " is not available"));
+    return absl::InternalError(absl::StrCat("layer '", layer.name, "' has no float conversion"));
   }
   conversion_.layers.push_back(std::move(converted));
   return absl::OkStatus();
@@ -598,28 +632,28 @@ absl::StatusOr<Int4Weights> QuantizeInt4Groups(const at::Tensor& weight, int64_t
     return absl::InvalidArgumentError(absl::StrCat(
         "INT4 quantization needs a 2-D weight, but '", layer, "' has ", weight.dim(), " dims"));
   }
-  const int64_t out_features = weight.size(0);
   const int64_t in_features = weight.size(1);
   if (group_size < 1 || in_features % group_size != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "group size ", group_size, " does not divide the input size ", in_features,
         " of Linear layer '", layer, "'; choose a group size that divides it"));
   }
-  const at::Tensor values = weight.detach().to(at::kFloat);
+  const at::Tensor values = weight.detach().to(at::kFloat).contiguous();
   POLARIS_RETURN_IF_ERROR(CheckFinite(values, absl::StrCat("the weight of '", layer, "'")));
-  const int64_t groups = in_features / group_size;
-  const at::Tensor rows = values.reshape({out_features * groups, group_size});
-  POLARIS_ASSIGN_OR_RETURN(const QuantParams params,
-                           ChooseQuantParams(rows.amin(1), rows.amax(1), QuantDtype::kUInt4,
-                                             QuantScheme::kAsymmetric, /*axis=*/0));
-  POLARIS_ASSIGN_OR_RETURN(const at::Tensor quantized, quantization::Quantize(rows, params));
-  POLARIS_ASSIGN_OR_RETURN(const at::Tensor dequantized, Dequantize(quantized, params));
+  absl::StatusOr<Int4Weight> quantized = QuantizeWeightInt4(values, group_size);
+  if (!quantized.ok()) {
+    return Annotate(quantized.status(), absl::StrCat("quantizing the weight of '", layer, "'"));
+  }
   Int4Weights result;
-  result.values = quantized.reshape({out_features, in_features});
-  POLARIS_ASSIGN_OR_RETURN(result.packed, PackInt4(result.values));
-  result.scale = params.scale.reshape({out_features, groups});
-  result.zero_point = params.zero_point.reshape({out_features, groups});
-  result.dequantized = dequantized.reshape({out_features, in_features});
+  result.packed = quantized->packed;
+  result.scale = quantized->scale;
+  result.zero_point = quantized->zero_point;
+  POLARIS_ASSIGN_OR_RETURN(result.values,
+                           UnpackInt4(result.packed, in_features, /*is_signed=*/false));
+  result.dequantized =
+      (result.values.to(at::kFloat) -
+       result.zero_point.to(at::kFloat).repeat_interleave(group_size, /*dim=*/1)) *
+      result.scale.repeat_interleave(group_size, /*dim=*/1);
   return result;
 }
 
@@ -640,7 +674,7 @@ absl::StatusOr<at::Tensor> EffectiveWeight(const at::Tensor& weight, LayerConver
     }
     case LayerConversion::kInt4: {
       POLARIS_ASSIGN_OR_RETURN(const Int4Weights int4,
-                               QuantizeInt4Groups(values, options.group_size, layer));
+                               QuantizeInt4Groups(values, options.GroupSizeOf(layer), layer));
       return int4.dequantized;
     }
   }

@@ -76,8 +76,15 @@ Int8Plan PlanInt8Regions(const FlatModel& flat, const std::vector<WeightLayer>& 
 
 struct ConverterOptions {
   Granularity weight_granularity = Granularity::kPerChannel;
+  // INT4 group size per layer name, and for layers not listed.
+  std::map<std::string, int64_t> layer_group_sizes;
   int64_t group_size = 128;
   bool use_polaris_ops = true;
+
+  int64_t GroupSizeOf(const std::string& layer) const {
+    const auto it = layer_group_sizes.find(layer);
+    return it == layer_group_sizes.end() ? group_size : it->second;
+  }
 };
 
 // Per-layer replacements of what ConvertLayers derives from the float weights, by layer index.
@@ -144,7 +151,7 @@ struct Int4Weights {
   at::Tensor values;
   // PackInt4(values): uint8 [out, ceil(in / 2)], two values per byte, low nibble first.
   at::Tensor packed;
-  // float32 [out, in / group_size] and int64 [out, in / group_size].
+  // float32 [out, in / group_size] and uint8 [out, in / group_size].
   at::Tensor scale;
   at::Tensor zero_point;
   // The weight the layer computes with: (values - zero_point) * scale, float32 [out, in].

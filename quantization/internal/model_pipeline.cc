@@ -106,10 +106,15 @@ absl::StatusOr<std::vector<LayerConversion>> ChooseConversions(
   const std::vector<WeightLayer>& layers = prepared.layers;
   std::set<std::string> names;
   for (const WeightLayer& layer : layers) names.insert(layer.name);
-  for (const std::string& name : options.skip_layers) {
+  std::vector<std::pair<std::string, std::string>> named;
+  for (const std::string& name : options.skip_layers) named.push_back({"skip_layers", name});
+  for (const auto& [name, group_size] : options.layer_group_sizes) {
+    named.push_back({"layer_group_sizes", name});
+  }
+  for (const auto& [field, name] : named) {
     if (names.count(name) == 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "skip_layers names '", name, "', which is not a Linear or convolution layer of the "
+          field, " names '", name, "', which is not a Linear or convolution layer of the "
           "model; its layers are: ", absl::StrJoin(names, ", ")));
     }
   }
@@ -156,9 +161,10 @@ absl::StatusOr<std::vector<LayerConversion>> ChooseConversions(
     if (conversion == LayerConversion::kInt4) {
       const at::Tensor weight = AttributeTensor(prepared.flat.attributes, layer.node->input(1));
       const int64_t in_features = weight.size(1);
-      if (in_features % options.group_size != 0) {
+      const int64_t group_size = GroupSizeOf(options, layer.name);
+      if (in_features % group_size != 0) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "group size ", options.group_size, " does not divide the input size ", in_features,
+            "group size ", group_size, " does not divide the input size ", in_features,
             " of Linear layer '", layer.name,
             "'; choose a group size that divides every Linear layer's input size, or list the "
             "layer in skip_layers"));
@@ -194,6 +200,7 @@ ConverterOptions MakeConverterOptions(const QuantizationOptions& options) {
   ConverterOptions converter;
   converter.weight_granularity = options.weight_granularity;
   converter.group_size = options.group_size;
+  converter.layer_group_sizes = options.layer_group_sizes;
   converter.use_polaris_ops = options.use_polaris_ops;
   return converter;
 }
