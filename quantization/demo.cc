@@ -36,7 +36,13 @@
 ABSL_FLAG(int, threads, 2, "Threads for LibTorch, OpenBLAS and polaris's kernels.");
 ABSL_FLAG(int64_t, calibration_examples, 2048,
           "Training images (a seeded random subset) used to calibrate activation ranges.");
-ABSL_FLAG(int, rounds, 100, "Timed rounds per batch size; each round runs every variant once.");
+ABSL_FLAG(int64_t, qat_examples, 16384,
+          "Training images (a seeded random subset) for one epoch of quantization-aware "
+          "training of the CNN.");
+ABSL_FLAG(double, qat_learning_rate, 0.002, "Peak learning rate of quantization-aware training.");
+ABSL_FLAG(int, rounds, 5,
+          "Latency rounds per batch size; each round times every variant in a block of runs.");
+ABSL_FLAG(int, runs_per_round, 20, "Timed runs per variant and round.");
 ABSL_FLAG(bool, fx, true, "Also quantize the CNN with PyTorch's FX workflow (needs python3-torch).");
 ABSL_FLAG(std::string, fashion_mnist_dir, "",
           "Folder with the Fashion-MNIST IDX files; empty uses the default.");
@@ -120,6 +126,53 @@ void PrintLayers(const std::string& name, const QuantizationResult& result) {
   }
 }
 
+struct Target {
+  std::string what;
+  double measured;
+  double limit;
+  // True when the target is "at least limit", false for "at most limit".
+  bool at_least;
+};
+
+void PrintTargets(const std::vector<Target>& targets) {
+  std::printf("\nTargets (measured in this run):\n");
+  for (const Target& target : targets) {
+    const bool met = target.at_least ? target.measured >= target.limit
+                                     : target.measured <= target.limit;
+    std::printf("  %-70s %8.3f  (%s %.3f)  %s\n", target.what.c_str(), target.measured,
+                target.at_least ? ">=" : "<=", target.limit, met ? "met" : "NOT MET");
+  }
+}
+
+absl::StatusOr<std::vector<ModelMeasurement>> Measure(std::vector<Variant>& variants,
+                                                      const LabeledData& test) {
+  MeasurementOptions measurement;
+  measurement.rounds = absl::GetFlag(FLAGS_rounds);
+  measurement.runs_per_round = absl::GetFlag(FLAGS_runs_per_round);
+  std::vector<torch::jit::Module*> models;
+  for (Variant& variant : variants) models.push_back(&variant.model);
+  return MeasureModels(models, test, measurement);
+}
+
+size_t IndexOf(const std::vector<Variant>& variants, const std::string& name) {
+  for (size_t i = 0; i < variants.size(); ++i) {
+    if (variants[i].name == name) return i;
+  }
+  return variants.size();
+}
+
+void PrintMixedPrecision(const QuantizationResult& result) {
+  const MixedPrecisionReport& report = result.mixed_precision;
+  std::printf("  mixed precision: budget %.0f bytes, chosen total %lld bytes, summed "
+              "sensitivity %.3g; calibration accuracy %.2f%% (float %.2f%%)\n",
+              report.budget_value, static_cast<long long>(report.total_bytes),
+              report.total_sensitivity, 100 * report.calibration_accuracy,
+              100 * report.float_calibration_accuracy);
+  for (const MixedPrecisionLayer& layer : report.layers) {
+    std::printf("  %-22s %s\n", layer.name.c_str(), layer.reason.c_str());
+  }
+}
+
 absl::Status Run() {
   POLARIS_RETURN_IF_ERROR(SetThreads(absl::GetFlag(FLAGS_threads)));
   POLARIS_RETURN_IF_ERROR(UseOnednnQuantizedEngine());
@@ -143,11 +196,9 @@ absl::Status Run() {
   POLARIS_ASSIGN_OR_RETURN(TrainedModel cnn, GetTrainedModel(ReferenceModel::kResidualCnn, zoo));
   POLARIS_ASSIGN_OR_RETURN(TrainedModel mlp, GetTrainedModel(ReferenceModel::kMlp, zoo));
 
-  MeasurementOptions measurement;
-  measurement.rounds = absl::GetFlag(FLAGS_rounds);
-  const bool polaris_ops = internal::PolarisOpsAvailable();
-
   // The residual CNN.
+  QuantizationOptions ptq;
+  ptq.calibration_examples = calibration.size();
   std::vector<Variant> cnn_variants;
   cnn_variants.push_back({"fp32 TorchScript as saved", cnn.model});
   POLARIS_ASSIGN_OR_RETURN(torch::jit::Module optimized, OptimizeForInference(cnn.model));
@@ -160,26 +211,43 @@ absl::Status Run() {
       std::printf("PyTorch FX reference unavailable: %s\n", fx.status().ToString().c_str());
     }
   }
-  QuantizationOptions static_options;
-  static_options.calibration_examples = calibration.size();
-  static_options.use_polaris_ops = polaris_ops;
-  POLARIS_ASSIGN_OR_RETURN(QuantizationResult ptq,
-                           QuantizeModel(cnn.model, static_options, calibration));
-  PrintLayers("static int8 (PTQ) of the CNN", ptq);
-  cnn_variants.push_back(
-      {polaris_ops ? "polaris static int8" : "polaris static int8 (LibTorch ops)", ptq.model});
-  if (polaris_ops) {
-    QuantizationOptions stock = static_options;
-    stock.use_polaris_ops = false;
-    POLARIS_ASSIGN_OR_RETURN(QuantizationResult stock_ptq,
-                             QuantizeModel(cnn.model, stock, calibration));
-    cnn_variants.push_back({"polaris static int8 (LibTorch ops)", stock_ptq.model});
-  }
+  POLARIS_ASSIGN_OR_RETURN(QuantizationResult cnn_static, QuantizeModel(cnn.model, ptq, calibration));
+  PrintLayers("static int8 (PTQ) of the CNN", cnn_static);
+  cnn_variants.push_back({"polaris static int8", cnn_static.model});
 
-  std::vector<torch::jit::Module*> cnn_models;
-  for (Variant& variant : cnn_variants) cnn_models.push_back(&variant.model);
-  POLARIS_ASSIGN_OR_RETURN(std::vector<ModelMeasurement> cnn_measured,
-                           MeasureModels(cnn_models, test, measurement));
+  QuantizationOptions stock = ptq;
+  stock.use_polaris_ops = false;
+  POLARIS_ASSIGN_OR_RETURN(QuantizationResult cnn_stock, QuantizeModel(cnn.model, stock, calibration));
+  cnn_variants.push_back({"polaris static int8, LibTorch ops", cnn_stock.model});
+
+  QuantizationOptions qat = ptq;
+  qat.method = QuantizationMethod::kQat;
+  qat.qat.learning_rate = absl::GetFlag(FLAGS_qat_learning_rate);
+  qat.qat.epochs = 1;
+  POLARIS_ASSIGN_OR_RETURN(
+      QuantizationResult cnn_qat,
+      QuantizeModel(cnn.model, qat, RandomSubset(train, absl::GetFlag(FLAGS_qat_examples), 2)));
+  PrintLayers("quantization-aware training, int8", cnn_qat);
+  cnn_variants.push_back({"polaris QAT int8", cnn_qat.model});
+
+  QuantizationOptions mixed = ptq;
+  mixed.method = QuantizationMethod::kMixedPrecision;
+  mixed.group_size = 112;
+  mixed.mixed_precision.max_weight_bytes = 150000;
+  POLARIS_ASSIGN_OR_RETURN(QuantizationResult cnn_mixed,
+                           QuantizeModel(cnn.model, mixed, calibration));
+  PrintLayers("mixed precision, at most 150 kB of weights", cnn_mixed);
+  PrintMixedPrecision(cnn_mixed);
+  cnn_variants.push_back({"polaris mixed precision", cnn_mixed.model});
+
+  QuantizationOptions dynamic = ptq;
+  dynamic.method = QuantizationMethod::kDynamic;
+  POLARIS_ASSIGN_OR_RETURN(QuantizationResult cnn_dynamic,
+                           QuantizeModel(cnn.model, dynamic, calibration));
+  cnn_variants.push_back({"polaris dynamic int8 (Linear only)", cnn_dynamic.model});
+
+  POLARIS_ASSIGN_OR_RETURN(const std::vector<ModelMeasurement> cnn_measured,
+                           Measure(cnn_variants, test));
   PrintTable("Residual CNN, Fashion-MNIST test set (10000 images)", cnn_variants, cnn_measured,
              /*baseline=*/1);
 
@@ -188,15 +256,60 @@ absl::Status Run() {
   mlp_variants.push_back({"fp32 TorchScript as saved", mlp.model});
   POLARIS_ASSIGN_OR_RETURN(torch::jit::Module mlp_optimized, OptimizeForInference(mlp.model));
   mlp_variants.push_back({"fp32 optimize_for_inference", mlp_optimized});
-  POLARIS_ASSIGN_OR_RETURN(QuantizationResult mlp_static,
-                           QuantizeModel(mlp.model, static_options, calibration));
+  POLARIS_ASSIGN_OR_RETURN(QuantizationResult mlp_static, QuantizeModel(mlp.model, ptq, calibration));
   mlp_variants.push_back({"polaris static int8", mlp_static.model});
-  std::vector<torch::jit::Module*> mlp_models;
-  for (Variant& variant : mlp_variants) mlp_models.push_back(&variant.model);
-  POLARIS_ASSIGN_OR_RETURN(std::vector<ModelMeasurement> mlp_measured,
-                           MeasureModels(mlp_models, test, measurement));
+  POLARIS_ASSIGN_OR_RETURN(QuantizationResult mlp_dynamic,
+                           QuantizeModel(mlp.model, dynamic, calibration));
+  mlp_variants.push_back({"polaris dynamic int8", mlp_dynamic.model});
+  QuantizationOptions int4 = ptq;
+  int4.method = QuantizationMethod::kWeightOnlyInt4;
+  int4.weight_bits = 4;
+  int4.group_size = 112;  // 784 = 7 x 112
+  int4.layer_group_sizes["fc2"] = 128;
+  POLARIS_ASSIGN_OR_RETURN(QuantizationResult mlp_int4, QuantizeModel(mlp.model, int4, calibration));
+  PrintLayers("weight-only INT4 of the MLP", mlp_int4);
+  mlp_variants.push_back({"polaris INT4 weights (groups 112/128)", mlp_int4.model});
+  POLARIS_ASSIGN_OR_RETURN(const std::vector<ModelMeasurement> mlp_measured,
+                           Measure(mlp_variants, test));
   PrintTable("MLP, Fashion-MNIST test set (10000 images)", mlp_variants, mlp_measured,
              /*baseline=*/1);
+
+  // The targets, each from the measurements above.
+  std::vector<Target> targets;
+  const auto accuracy = [](const std::vector<ModelMeasurement>& measured, size_t i) {
+    return 100 * measured[i].evaluation.accuracy;
+  };
+  const auto file = [](const std::vector<ModelMeasurement>& measured, size_t i) {
+    return static_cast<double>(measured[i].size.file_bytes);
+  };
+  const size_t ours = IndexOf(cnn_variants, "polaris static int8");
+  const size_t fx = IndexOf(cnn_variants, "PyTorch FX int8 (onednn)");
+  const size_t cnn_qat_index = IndexOf(cnn_variants, "polaris QAT int8");
+  targets.push_back({"CNN PTQ int8 accuracy drop, points",
+                     accuracy(cnn_measured, 0) - accuracy(cnn_measured, ours), 0.2, false});
+  targets.push_back({"CNN QAT int8 accuracy drop, points",
+                     accuracy(cnn_measured, 0) - accuracy(cnn_measured, cnn_qat_index), 0.2,
+                     false});
+  targets.push_back({"CNN int8 file, times smaller than fp32",
+                     file(cnn_measured, 0) / file(cnn_measured, ours), 3.5, true});
+  if (fx < cnn_variants.size()) {
+    targets.push_back({"CNN PTQ int8 accuracy minus PyTorch FX int8 accuracy, points",
+                       accuracy(cnn_measured, ours) - accuracy(cnn_measured, fx), 0, true});
+    for (size_t b = 0; b < cnn_measured[ours].batch_sizes.size(); ++b) {
+      targets.push_back(
+          {absl::StrCat("CNN static int8 speed relative to PyTorch FX int8, batch ",
+                        cnn_measured[ours].batch_sizes[b], " (FX median / ours)"),
+           cnn_measured[fx].latencies[b].median_ms / cnn_measured[ours].latencies[b].median_ms,
+           1.0, true});
+    }
+  }
+  const size_t mlp_int4_index = IndexOf(mlp_variants, "polaris INT4 weights (groups 112/128)");
+  targets.push_back({"MLP INT4 accuracy drop, points",
+                     accuracy(mlp_measured, 0) - accuracy(mlp_measured, mlp_int4_index), 1.0,
+                     false});
+  targets.push_back({"MLP INT4 file, times smaller than fp32",
+                     file(mlp_measured, 0) / file(mlp_measured, mlp_int4_index), 6.0, true});
+  PrintTargets(targets);
   return absl::OkStatus();
 }
 

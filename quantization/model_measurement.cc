@@ -41,10 +41,12 @@ at::Tensor BatchOf(const LabeledData& data, int64_t batch_size) {
 absl::StatusOr<std::vector<LatencyStats>> CompareLatencies(
     const std::vector<torch::jit::Module*>& models, const at::Tensor& input,
     const MeasurementOptions& options) {
-  if (models.empty() || options.rounds < 1 || options.warmup_runs < 0) {
+  if (models.empty() || options.rounds < 1 || options.runs_per_round < 1 ||
+      options.warmup_runs < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "latency comparison needs at least one model and rounds >= 1, got ", models.size(),
-        " models and ", options.rounds, " rounds"));
+        "latency comparison needs at least one model, rounds >= 1 and runs_per_round >= 1, "
+        "got ", models.size(), " models, ", options.rounds, " rounds and ",
+        options.runs_per_round, " runs per round"));
   }
   std::vector<bool> was_training;
   for (torch::jit::Module* model : models) {
@@ -55,21 +57,23 @@ absl::StatusOr<std::vector<LatencyStats>> CompareLatencies(
       "timing the models", [&]() -> absl::StatusOr<std::vector<LatencyStats>> {
         c10::InferenceMode inference_mode;
         const std::vector<c10::IValue> inputs{input};
-        for (torch::jit::Module* model : models) {
-          for (int i = 0; i < options.warmup_runs; ++i) model->forward(inputs);
-        }
         std::vector<std::vector<double>> times(models.size());
         const auto start = std::chrono::steady_clock::now();
         for (int round = 0; round < options.rounds; ++round) {
-          for (size_t m = 0; m < models.size(); ++m) {
-            const auto before = std::chrono::steady_clock::now();
-            models[m]->forward(inputs);
-            const auto after = std::chrono::steady_clock::now();
-            times[m].push_back(std::chrono::duration<double, std::milli>(after - before).count());
+          for (size_t k = 0; k < models.size(); ++k) {
+            const size_t m = (k + round) % models.size();
+            for (int i = 0; i < options.warmup_runs; ++i) models[m]->forward(inputs);
+            for (int i = 0; i < options.runs_per_round; ++i) {
+              const auto before = std::chrono::steady_clock::now();
+              models[m]->forward(inputs);
+              const auto after = std::chrono::steady_clock::now();
+              times[m].push_back(
+                  std::chrono::duration<double, std::milli>(after - before).count());
+            }
           }
           const double spent =
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-          if (options.max_seconds > 0 && spent > options.max_seconds && round >= 4) break;
+          if (options.max_seconds > 0 && spent > options.max_seconds && round >= 1) break;
         }
         std::vector<LatencyStats> stats;
         for (std::vector<double>& model_times : times) {

@@ -1,7 +1,9 @@
 // Measured accuracy, file size and latency of models before and after quantization, for the
-// quantize command, the demo and reports. Latencies of several variants are measured
-// interleaved (each round runs every variant once), so that load from other processes on a
-// shared machine affects all variants alike.
+// quantize command, the demo and reports. Latencies of several variants are measured in
+// rounds: each round times every variant in a block of consecutive runs, in a rotating order,
+// so that load from other processes on a shared machine affects all variants alike. Blocks
+// rather than single interleaved runs, because the thread pools of OpenBLAS, OpenMP and oneDNN
+// keep spinning for a while after a call and would slow down whichever variant runs next.
 //
 //   POLARIS_ASSIGN_OR_RETURN(std::vector<LatencyStats> latencies,
 //                            CompareLatencies({&fp32, &int8}, input, options));
@@ -33,15 +35,17 @@ struct ModelMeasurement {
 
 struct MeasurementOptions {
   std::vector<int64_t> batch_sizes = {1, 64};
-  // Warm-up runs per variant, then `rounds` rounds that time each variant once.
-  int warmup_runs = 10;
-  int rounds = 100;
-  // Stops after this many seconds of timed rounds (0: no limit), after at least 5 rounds.
-  double max_seconds = 20;
+  // Rounds; in each, every variant runs warmup_runs untimed, then runs_per_round timed runs.
+  int rounds = 5;
+  int warmup_runs = 3;
+  int runs_per_round = 20;
+  // Stops after the round in which this many seconds have passed (0: no limit), but not
+  // before 2 rounds.
+  double max_seconds = 30;
 };
 
-// Times model.forward(input) for every model, interleaved round by round, in eval mode under
-// c10::InferenceMode. Returns one LatencyStats per model, in order. The models' training flags
+// Times model.forward(input) for every model in rounds as described above, in eval mode under
+// c10::InferenceMode; the statistics cover all timed runs of a model. Returns one LatencyStats per model, in order. The models' training flags
 // are restored. Errors: kInvalidArgument for an empty list or invalid counts; the first error a
 // model returns.
 absl::StatusOr<std::vector<LatencyStats>> CompareLatencies(

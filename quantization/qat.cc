@@ -29,8 +29,9 @@ struct QatState {
   // Calibrated activation parameters, one per plan site.
   std::vector<QuantParams> site_params;
   QuantizationOptions options;
-  // With learnable scales: the QAT module's attribute holding each site's scale and zero
-  // point, and each int8 layer's weight scales (by layer index).
+  // With learnable scales: the QAT module's attributes with each site's scale and zero point
+  // (empty names for sites left in float), and each int8 layer's weight scales (by layer
+  // index).
   std::vector<std::string> site_scale_attributes;
   std::vector<std::string> site_zero_point_attributes;
   std::map<size_t, std::string> weight_scale_attributes;
@@ -85,7 +86,22 @@ absl::StatusOr<FlatModel> BuildTrainingGraph(QatState& state,
   Graph& graph = *training.graph;
   const bool learnable = state.options.qat.learnable_scales;
 
+  // Outputs that the int8 model leaves in float (HasFloatOutput) are not fake-quantized.
+  std::vector<bool> quantized_site(state.plan.sites.size(), true);
+  for (const Int8Plan::Compute& compute : state.plan.computes) {
+    if (HasFloatOutput(compute, state.prepared.layers[compute.layer],
+                       MakeConverterOptions(state.options))) {
+      quantized_site[compute.output_site] = false;
+    }
+  }
   for (size_t i = 0; i < state.plan.sites.size(); ++i) {
+    if (!quantized_site[i]) {
+      if (learnable) {
+        state.site_scale_attributes.push_back("");
+        state.site_zero_point_attributes.push_back("");
+      }
+      continue;
+    }
     Value* value = map(state.plan.sites[i].value);
     const QuantParams& params = state.site_params[i];
     Value* fake;
@@ -228,7 +244,7 @@ absl::StatusOr<QatModel> PrepareQat(const torch::jit::Module& model,
 std::function<absl::Status(int64_t step)> QatAfterStepHook(const QatModel& qat) {
   std::vector<at::Tensor> scales;
   for (const std::string& name : qat.state->site_scale_attributes) {
-    scales.push_back(qat.module.attr(name).toTensor());
+    if (!name.empty()) scales.push_back(qat.module.attr(name).toTensor());
   }
   for (const auto& [layer, name] : qat.state->weight_scale_attributes) {
     scales.push_back(qat.module.attr(name).toTensor());
@@ -260,6 +276,7 @@ absl::StatusOr<QuantizationResult> ConvertQat(const QatModel& qat,
   internal::LayerOverrides overrides;
   const absl::Status read = CallTorch("reading the learned scales", [&]() -> absl::Status {
     for (size_t i = 0; i < state.site_scale_attributes.size(); ++i) {
+      if (state.site_scale_attributes[i].empty()) continue;
       const at::Tensor scale =
           qat.module.attr(state.site_scale_attributes[i]).toTensor().detach().abs().clamp_min(
               kMinScale);

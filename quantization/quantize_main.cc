@@ -49,7 +49,8 @@ ABSL_FLAG(int, threads, 2, "Threads for LibTorch, OpenBLAS and polaris's kernels
 ABSL_FLAG(bool, measure, true,
           "Measure accuracy, file size and latency of the float, optimized float and quantized "
           "models on the test data.");
-ABSL_FLAG(int, latency_rounds, 50, "Timed rounds per batch size when measuring latency.");
+ABSL_FLAG(int, latency_rounds, 5,
+          "Latency rounds per batch size; each round times every model in a block of 20 runs.");
 
 namespace polaris::quantization {
 namespace {

@@ -40,6 +40,7 @@ constexpr char kPolarisQuantize[] = "polaris::quant_quantize_per_tensor";
 constexpr char kPolarisDequantize[] = "polaris::quant_dequantize";
 constexpr char kPolarisLinearDynamic[] = "polaris::quant_linear_int8_dynamic";
 constexpr char kPolarisLinearInt4[] = "polaris::quant_linear_int4";
+constexpr char kPolarisLinearInt8[] = "polaris::quant_linear_int8";
 
 bool IsRelu(const Node* node) { return node->kind() == c10::aten::relu; }
 
@@ -139,6 +140,10 @@ class Converter {
 
   absl::Status ConvertCompute(const Int8Plan::Compute& compute,
                               const std::vector<QuantParams>& site_params);
+  absl::Status ConvertFloatOutputLinear(const Int8Plan::Compute& compute,
+                                        const std::vector<QuantParams>& site_params,
+                                        const at::Tensor& weight, const at::Tensor& bias,
+                                        const QuantParams& params);
   absl::Status ConvertAdd(const Int8Plan::Add& add, const std::vector<QuantParams>& site_params);
   void MarkPassthrough(const Node* original);
   absl::Status ConvertFloatLayer(size_t index, LayerConversion conversion);
@@ -232,6 +237,9 @@ absl::Status Converter::ConvertCompute(const Int8Plan::Compute& compute,
     bias = (bias.defined() ? bias : at::zeros({weight.size(0)})) + correction->second;
   }
   POLARIS_ASSIGN_OR_RETURN(const QuantParams params, WeightParams(compute.layer, weight));
+  if (HasFloatOutput(compute, layer, options_)) {
+    return ConvertFloatOutputLinear(compute, site_params, weight, bias, params);
+  }
 
   const at::Tensor qweight =
       params.per_channel()
@@ -289,6 +297,71 @@ absl::Status Converter::ConvertCompute(const Int8Plan::Compute& compute,
   report.weight_sqnr_db = WeightSqnr(weight, qweight.dequantize());
   report.bytes_before = Bytes(weight) + Bytes(bias);
   report.bytes_after = QuantizedBytes(qweight) + Bytes(bias);
+  conversion_.layers.push_back(std::move(converted));
+  return absl::OkStatus();
+}
+
+absl::Status Converter::ConvertFloatOutputLinear(const Int8Plan::Compute& compute,
+                                                 const std::vector<QuantParams>& site_params,
+                                                 const at::Tensor& weight, const at::Tensor& bias,
+                                                 const QuantParams& params) {
+  const WeightLayer& layer = layers_[compute.layer];
+  Node* node = map_(layer.node);
+  Node* last = compute.relu != nullptr ? map_(compute.relu) : node;
+  POLARIS_ASSIGN_OR_RETURN(const at::Tensor weight_int8, quantization::Quantize(weight, params));
+  const at::Tensor weight_scale = params.scale.to(at::kFloat).clone();
+  AttributeTable& attributes = conversion_.model.attributes;
+  const std::string base = FlatName(layer.name);
+  const std::string weight_name =
+      attributes.AddUnique(base + "_weight_int8", weight_int8, false, layer.name + ".weight");
+  const std::string scale_name =
+      attributes.AddUnique(base + "_weight_scale", weight_scale, false, layer.name);
+  const QuantParams& input_params = site_params[compute.input_params_site];
+
+  Value* output;
+  {
+    torch::jit::WithInsertPoint insert_point(node);
+    // The operator quantizes its float input with the input's parameters, so an int8 input is
+    // dequantized first; quantizing it again gives back the same integers.
+    Value* input = node->input(0);
+    if (!compute.input_site.has_value()) {
+      input = graph_->insert(Op(kPolarisDequantize), {input});
+      int8_consumers_.insert(input->node());
+    }
+    Value* bias_value = graph_->insertConstant(c10::IValue());
+    if (bias.defined()) {
+      const std::string bias_name =
+          attributes.AddUnique(base + "_bias", bias, false, layer.name + ".bias");
+      bias_value = InsertSelfGetAttr(*graph_, bias_name, c10::TensorType::get());
+    }
+    output = graph_->insert(
+        Op(kPolarisLinearInt8),
+        {input, InsertSelfGetAttr(*graph_, weight_name, c10::TensorType::get()),
+         InsertSelfGetAttr(*graph_, scale_name, c10::TensorType::get()), bias_value,
+         input_params.scale.item<double>(), input_params.zero_point.item<int64_t>()});
+    if (compute.relu != nullptr) output = graph_->insert(c10::aten::relu, {output});
+  }
+  last->output()->replaceAllUsesWith(output);
+  node->output()->replaceAllUsesWith(output);
+  if (compute.relu != nullptr) last->destroy();
+  node->destroy();
+
+  ConvertedLayer converted;
+  converted.layer = compute.layer;
+  converted.output = output;
+  converted.reference_output =
+      compute.relu != nullptr ? compute.relu->output() : layer.node->output();
+  LayerReport& report = converted.report;
+  report.name = layer.name;
+  report.type = LayerType(layer);
+  report.precision = LayerPrecision::kInt8;
+  report.op = kPolarisLinearInt8;
+  report.reason = "int8 with calibrated activations; float output, as the int8 region ends here";
+  report.weight_scales = Summarize(params.scale);
+  POLARIS_ASSIGN_OR_RETURN(const at::Tensor dequantized, Dequantize(weight_int8, params));
+  report.weight_sqnr_db = WeightSqnr(weight, dequantized);
+  report.bytes_before = Bytes(weight) + Bytes(bias);
+  report.bytes_after = Bytes(weight_int8) + Bytes(weight_scale) + Bytes(bias);
   conversion_.layers.push_back(std::move(converted));
   return absl::OkStatus();
 }
@@ -497,7 +570,8 @@ Int8Plan PlanInt8Regions(const FlatModel& flat, const std::vector<WeightLayer>& 
   for (size_t i = 0; i < layers.size(); ++i) {
     if (conversions[i] == LayerConversion::kInt8Static) int8_layer[layers[i].node] = i;
   }
-  std::unordered_set<const Value*> int8_values;
+  // Every int8 value, with the site whose quantization parameters it has.
+  std::unordered_map<const Value*, size_t> int8_values;
   std::unordered_map<const Value*, size_t> site_of_value;
   std::unordered_set<const Node*> fused;
   const auto site = [&](Value* value, std::string description) {
@@ -513,15 +587,19 @@ Int8Plan PlanInt8Regions(const FlatModel& flat, const std::vector<WeightLayer>& 
       const std::string& name = layers[layer->second].name;
       Int8Plan::Compute compute;
       compute.layer = layer->second;
-      if (int8_values.count(node->input(0)) == 0) {
+      const auto int8_input = int8_values.find(node->input(0));
+      if (int8_input == int8_values.end()) {
         compute.input_site = site(node->input(0), absl::StrCat("input of ", name));
+        compute.input_params_site = *compute.input_site;
+      } else {
+        compute.input_params_site = int8_input->second;
       }
       compute.relu = FusableRelu(node->output());
       Value* output = compute.relu != nullptr ? compute.relu->output() : node->output();
       if (compute.relu != nullptr) fused.insert(compute.relu);
       compute.output_site = site(
           output, absl::StrCat("output of ", name, compute.relu != nullptr ? " + relu" : ""));
-      int8_values.insert(output);
+      int8_values[output] = compute.output_site;
       plan.computes.push_back(compute);
       continue;
     }
@@ -540,16 +618,38 @@ Int8Plan PlanInt8Regions(const FlatModel& flat, const std::vector<WeightLayer>& 
       if (add.relu != nullptr) fused.insert(add.relu);
       add.output_site = site(
           output, absl::StrCat("output of ", name, add.relu != nullptr ? " + relu" : ""));
-      int8_values.insert(output);
+      int8_values[output] = add.output_site;
       plan.adds.push_back(add);
       continue;
     }
-    if (IsPassthrough(node) && int8_values.count(node->input(0)) > 0) {
+    if (!IsPassthrough(node)) continue;
+    const auto int8_input = int8_values.find(node->input(0));
+    if (int8_input != int8_values.end()) {
       plan.passthroughs.push_back(node);
-      int8_values.insert(node->output());
+      int8_values[node->output()] = int8_input->second;
+    }
+  }
+
+  std::unordered_set<const Node*> int8_consumers(plan.passthroughs.begin(),
+                                                 plan.passthroughs.end());
+  for (const Int8Plan::Compute& compute : plan.computes) {
+    int8_consumers.insert(layers[compute.layer].node);
+  }
+  for (const Int8Plan::Add& add : plan.adds) int8_consumers.insert(add.node);
+  for (Int8Plan::Compute& compute : plan.computes) {
+    const Value* output = plan.sites[compute.output_site].value;
+    compute.exits_region = true;
+    for (const torch::jit::Use& use : ValueUses(output)) {
+      if (int8_consumers.count(use.user) > 0) compute.exits_region = false;
     }
   }
   return plan;
+}
+
+bool HasFloatOutput(const Int8Plan::Compute& compute, const WeightLayer& layer,
+                    const ConverterOptions& options) {
+  return compute.exits_region && options.use_polaris_ops &&
+         layer.kind == WeightLayerKind::kLinear;
 }
 
 absl::StatusOr<std::map<size_t, at::Tensor>> MeasureBiasCorrections(

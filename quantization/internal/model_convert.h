@@ -51,7 +51,12 @@ struct Int8Plan {
     torch::jit::Node* relu = nullptr;
     // Site of the float input when it enters a region here; none when the input is int8.
     std::optional<size_t> input_site;
+    // Site whose parameters the int8 input has: input_site, or the site of the int8 value
+    // upstream.
+    size_t input_params_site = 0;
     size_t output_site = 0;
+    // True when no int8 operator reads the output: the region ends here.
+    bool exits_region = false;
   };
   // A residual add of two tensors, at least one of them int8.
   struct Add {
@@ -137,6 +142,12 @@ absl::StatusOr<std::map<size_t, at::Tensor>> MeasureBiasCorrections(
     const FlatModel& flat, const std::vector<WeightLayer>& layers,
     const std::vector<LayerConversion>& conversions, const at::Tensor& inputs,
     int64_t batch_size, const ConverterOptions& options);
+
+// Returns true when `compute` ends its region and is a Linear layer: with polaris's operators
+// it then runs as polaris::quant_linear_int8, whose float output skips the requantization of
+// the layer's output (the logits, in a classifier). QAT leaves such outputs unquantized too.
+bool HasFloatOutput(const Int8Plan::Compute& compute, const WeightLayer& layer,
+                    const ConverterOptions& options);
 
 // Symmetric int8 weight parameters, per output channel (axis 0) or per tensor.
 // Returns kInvalidArgument naming `layer` when the weight contains NaN or Inf.
