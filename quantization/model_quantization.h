@@ -18,11 +18,14 @@
 //  4. kStatic: observes activation ranges on the calibration inputs and rewrites int8 regions to
 //     LibTorch's quantized::conv2d / conv2d_relu / linear / linear_relu / add / add_relu on the
 //     ONEDNN engine, with per-channel weights prepacked by quantized::conv2d_prepack and
-//     linear_prepack. ReLU, pooling, flatten and residual adds between int8 layers run on int8
-//     tensors; values are quantized and dequantized only at the edges of the int8 regions.
-//     kDynamic and kWeightOnlyInt4 replace Linear layers with polaris's operators. kQat trains
-//     with fake quantization first (qat.h); kMixedPrecision allocates a format per layer first
-//     (mixed_precision.h).
+//     linear_prepack, and biases corrected for the mean error of the int8 weights
+//     (options.bias_correction). ReLU, pooling, flatten and residual adds between int8 layers
+//     run on int8 tensors; values are quantized and dequantized only at the edges of the int8
+//     regions. With use_polaris_ops, those edges use polaris's vectorized operators, and a
+//     Linear layer that ends a region runs as polaris::quant_linear_int8, which returns float
+//     outputs instead of requantized ones. kDynamic and kWeightOnlyInt4 replace Linear layers
+//     with polaris's operators. kQat trains with fake quantization first (qat.h);
+//     kMixedPrecision allocates a format per layer first (mixed_precision.h).
 //  5. Measures each converted layer's output SQNR and the model's output SQNR against the float
 //     model on the first calibration examples.
 //

@@ -451,6 +451,46 @@ TEST(QuantizeModel, SkipListKeepsLayersInFloat) {
   EXPECT_NE(status.message().find("no layer"), absl::string_view::npos) << status;
 }
 
+TEST(QuantizeModel, LayersInControlFlowStayFloat) {
+  auto unit = std::make_shared<torch::jit::CompilationUnit>();
+  torch::jit::Module model = MakeScriptModule(unit, "Branching");
+  model.register_module("fc1", MakeScriptLinear(unit, 784, 64, /*bias=*/true));
+  model.register_module("fc2", MakeScriptLinear(unit, 64, 10, /*bias=*/true));
+  model.register_module("fc3", MakeScriptLinear(unit, 64, 10, /*bias=*/true));
+  model.define(R"(
+def forward(self, x: Tensor) -> Tensor:
+    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))
+    if bool(h.sum() > 0.0):
+        y = self.fc2.forward(h)
+    else:
+        y = self.fc3.forward(h)
+    return y
+)");
+  absl::StatusOr<QuantizationResult> result = QuantizeModel(model, StaticOptions(), TestImages());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->layers.size(), 1u);
+  EXPECT_EQ(result->layers[0].name, "fc1");
+  ASSERT_EQ(result->skipped.size(), 2u);
+  for (const SkippedLayer& layer : result->skipped) {
+    EXPECT_NE(layer.reason.find("inside an if or a loop"), std::string::npos) << layer.reason;
+  }
+  EXPECT_GT(result->output_sqnr_db, 20);
+
+  // Dynamic quantization rewrites layers in place, so it reaches the branches too.
+  QuantizationOptions dynamic = StaticOptions();
+  dynamic.method = QuantizationMethod::kDynamic;
+  absl::StatusOr<QuantizationResult> converted = QuantizeModel(model, dynamic, TestImages());
+  ASSERT_TRUE(converted.ok()) << converted.status();
+  EXPECT_EQ(converted->layers.size(), 3u);
+  EXPECT_TRUE(converted->skipped.empty());
+  at::NoGradGuard no_grad;
+  absl::StatusOr<QuantizationError> error = MeasureQuantizationError(
+      model.forward({TestImages().inputs}).toTensor(),
+      converted->model.forward({TestImages().inputs}).toTensor());
+  ASSERT_TRUE(error.ok()) << error.status();
+  EXPECT_GT(error->sqnr_db, 25);
+}
+
 TEST(QuantizeModel, RejectsModelWithoutQuantizableLayers) {
   auto unit = std::make_shared<torch::jit::CompilationUnit>();
   torch::jit::Module model = MakeScriptModule(unit, "PoolOnly");
