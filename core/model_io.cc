@@ -30,6 +30,13 @@ absl::StatusOr<torch::jit::Module> LoadModelFromBytes(const std::string& bytes,
   if (model.ok()) return model;
 
   const std::string message(model.status().message());
+  if (absl::StrContains(message, "Unknown builtin op")) {
+    // The file is fine, but it calls an operator library this program does not link.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "'", name, "' calls an operator this program does not have; link the library that "
+        "registers it (polaris's operators: //tools:libpolaris_ops.so, or //quantization:ops "
+        "and //sparse:ops), or in Python call torch.ops.load_library on it first. ", message));
+  }
   if (absl::StrContains(message, "constants.pkl") || absl::StrContains(message, "code/") ||
       absl::StrContains(message, "PytorchStreamReader failed locating file")) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -15,7 +15,8 @@ namespace {
 
 // Changes whenever a reference model's architecture or recipe changes, so stale cached files
 // are not reused.
-constexpr int kRecipeVersion = 1;
+// 2: trains without the held-out validation images (kReferenceValidationExamples).
+constexpr int kRecipeVersion = 2;
 
 }  // namespace
 
@@ -77,7 +78,13 @@ absl::StatusOr<TrainedModel> GetTrainedModel(ReferenceModel model, const ZooOpti
   }
 
   if (!trained.loaded_from_cache) {
-    POLARIS_ASSIGN_OR_RETURN(LabeledData train, LoadFashionMnist(DataSplit::kTrain, data_dir));
+    POLARIS_ASSIGN_OR_RETURN(LabeledData all_train,
+                             LoadFashionMnist(DataSplit::kTrain, data_dir));
+    LabeledData train =
+        SplitHoldOut(all_train,
+                     static_cast<double>(kReferenceValidationExamples) / all_train.size(),
+                     kReferenceSplitSeed)
+            .first;
     POLARIS_ASSIGN_OR_RETURN(trained.model, MakeReferenceModel(model, options.seed));
     POLARIS_ASSIGN_OR_RETURN(TrainResult result, Train(trained.model, train, train_options));
     trained.train_seconds = result.seconds;

@@ -12,6 +12,7 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "pipeline/adapters/fine_tune_stage.h"
+#include "pipeline/adapters/quantization_stage.h"
 #include "pipeline/adapters/structured_pruning_stage.h"
 #include "pipeline/plan.h"
 
@@ -44,7 +45,9 @@ bool TrainsModel(const proto::StageConfig& stage) {
   }
 }
 
-bool MakesModelUntrainable(const proto::StageConfig& stage) { return false; }
+bool MakesModelUntrainable(const proto::StageConfig& stage) {
+  return stage.kind_case() == proto::StageConfig::kQuantization;
+}
 
 absl::Status ValidateStages(const proto::PipelineConfig& config) {
   bool trainable = true;
@@ -125,6 +128,7 @@ std::string StageLabel(const proto::StageConfig& stage) {
   switch (stage.kind_case()) {
     case proto::StageConfig::kFineTune: return "fine_tune";
     case proto::StageConfig::kStructuredPruning: return "structured_pruning";
+    case proto::StageConfig::kQuantization: return "quantization";
     case proto::StageConfig::KIND_NOT_SET: break;
   }
   return "unnamed";
@@ -190,6 +194,9 @@ absl::StatusOr<std::vector<std::unique_ptr<Stage>>> MakeStages(
         break;
       case proto::StageConfig::kStructuredPruning:
         made = MakeStructuredPruningStage(stage.structured_pruning());
+        break;
+      case proto::StageConfig::kQuantization:
+        made = MakeQuantizationStage(stage.quantization());
         break;
       case proto::StageConfig::KIND_NOT_SET:
         made = absl::InvalidArgumentError("a stage has no kind");

@@ -1,7 +1,11 @@
 #include "pipeline/config.h"
 
+#include <memory>
+#include <vector>
+
 #include "gtest/gtest.h"
 #include "pipeline/plan.h"
+#include "pipeline/stage.h"
 
 namespace polaris::pipeline {
 namespace {
@@ -80,6 +84,72 @@ TEST(MakeStages, RejectsUnknownOptimizer) {
   const absl::Status status = MakeStages(*resolved).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("lion"), absl::string_view::npos) << status;
+}
+
+TEST(ResolveConfig, RejectsTrainingAfterQuantization) {
+  absl::StatusOr<proto::PipelineConfig> config = ParseConfigText(R"(
+    stages { quantization { quantization { method: STATIC } } }
+    stages { fine_tune { epochs: 1 } }
+  )", "inline");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const absl::Status status = ResolveConfig(*config).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("move training stages before quantization"),
+            absl::string_view::npos)
+      << status;
+}
+
+TEST(DefaultPlan, EveryTargetMakesValidStagesEndingInQuantization) {
+  for (proto::Target target :
+       {proto::ACCURACY, proto::BALANCED, proto::SPEED, proto::MEMORY, proto::EXTREME}) {
+    proto::PipelineConfig config;
+    config.set_target(target);
+    absl::StatusOr<proto::PipelineConfig> resolved = ResolveConfig(config);
+    ASSERT_TRUE(resolved.ok()) << proto::Target_Name(target) << ": " << resolved.status();
+    ASSERT_GE(resolved->stages_size(), 1);
+    EXPECT_TRUE(resolved->stages(resolved->stages_size() - 1).has_quantization())
+        << proto::Target_Name(target);
+    absl::StatusOr<std::vector<std::unique_ptr<Stage>>> stages = MakeStages(*resolved);
+    ASSERT_TRUE(stages.ok()) << proto::Target_Name(target) << ": " << stages.status();
+    // Every stage offers weaker settings for the accuracy guard to fall back to.
+    for (const std::unique_ptr<Stage>& stage : *stages) {
+      EXPECT_GE(stage->num_settings(), 2) << proto::Target_Name(target) << " " << stage->kind();
+    }
+  }
+  // Only ACCURACY keeps every channel.
+  EXPECT_EQ(DefaultPlan(proto::ACCURACY).size(), 1u);
+  EXPECT_TRUE(DefaultPlan(proto::BALANCED)[0].has_structured_pruning());
+}
+
+TEST(MakeStages, QuantizationStageChecksItsSettings) {
+  absl::StatusOr<proto::PipelineConfig> config = ParseConfigText(R"(
+    stages { quantization {
+      quantization { method: STATIC }
+      fallbacks { method: WEIGHT_ONLY_INT4 weight_bits: 8 }
+    } }
+  )", "inline");
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<proto::PipelineConfig> resolved = ResolveConfig(*config);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  const absl::Status status = MakeStages(*resolved).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("fallbacks[0]"), absl::string_view::npos) << status;
+
+  proto::PipelineConfig fraction;
+  proto::QuantizationStage* stage = fraction.add_stages()->mutable_quantization();
+  stage->mutable_quantization()->set_method(proto::QuantizationConfig::MIXED_PRECISION);
+  stage->set_max_weight_fraction(1.5);
+  absl::StatusOr<proto::PipelineConfig> resolved_fraction = ResolveConfig(fraction);
+  ASSERT_TRUE(resolved_fraction.ok()) << resolved_fraction.status();
+  const absl::Status fraction_status = MakeStages(*resolved_fraction).status();
+  EXPECT_NE(fraction_status.message().find("max_weight_fraction"), absl::string_view::npos)
+      << fraction_status;
+  stage->set_max_weight_fraction(0.25);
+  absl::StatusOr<std::vector<std::unique_ptr<Stage>>> stages = MakeStages(fraction);
+  ASSERT_TRUE(stages.ok()) << stages.status();
+  EXPECT_NE((*stages)[0]->DescribeSetting(0).find("25% of the float32 weight bytes"),
+            std::string::npos)
+      << (*stages)[0]->DescribeSetting(0);
 }
 
 TEST(ConfigHash, StableAndSensitive) {

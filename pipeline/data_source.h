@@ -20,10 +20,12 @@
 namespace polaris::pipeline {
 
 struct DataOptions {
-  // Examples held out of the training data for the accuracy guard.
+  // Examples held out of the training data for the accuracy guard. They are always drawn with
+  // kReferenceSplitSeed (core/model_zoo.h), whatever `seed` is.
   int64_t validation_examples = 5000;
   // Examples drawn from the training data for calibration.
   int64_t calibration_examples = 1024;
+  // Seeds the calibration subset.
   uint64_t seed = 1;
 };
 

@@ -3,6 +3,9 @@
 #include <string>
 
 #include "ATen/Functions.h"
+#include "core/dataset.h"
+#include "core/fashion_mnist.h"
+#include "core/model_zoo.h"
 #include "core/testing/python_test_util.h"
 #include "gtest/gtest.h"
 
@@ -33,17 +36,25 @@ TEST(LoadPipelineData, SplitsFashionMnistTrainingData) {
   EXPECT_TRUE(data->notes.empty());
 }
 
-TEST(LoadPipelineData, SameSeedSameSplit) {
+// The validation split is the one the reference models were trained without, whatever the seed;
+// the seed picks the calibration subset.
+TEST(LoadPipelineData, ValidationSplitIsFixedAndCalibrationFollowsSeed) {
   DataOptions options;
-  options.validation_examples = 100;
   absl::StatusOr<PipelineData> first = LoadPipelineData("fashion-mnist", options);
+  options.seed = 2;
   absl::StatusOr<PipelineData> second = LoadPipelineData("fashion-mnist", options);
   ASSERT_TRUE(first.ok() && second.ok());
-  EXPECT_TRUE(at::equal(first->validation.labels, second->validation.labels));
-  options.seed = 2;
-  absl::StatusOr<PipelineData> third = LoadPipelineData("fashion-mnist", options);
-  ASSERT_TRUE(third.ok());
-  EXPECT_FALSE(at::equal(first->validation.labels, third->validation.labels));
+  EXPECT_EQ(first->validation.size(), kReferenceValidationExamples);
+  EXPECT_TRUE(at::equal(first->validation.inputs, second->validation.inputs));
+  EXPECT_FALSE(at::equal(first->calibration.inputs, second->calibration.inputs));
+
+  absl::StatusOr<LabeledData> train = LoadFashionMnist(DataSplit::kTrain);
+  ASSERT_TRUE(train.ok()) << train.status();
+  const LabeledData held_out =
+      SplitHoldOut(*train, static_cast<double>(kReferenceValidationExamples) / train->size(),
+                   kReferenceSplitSeed)
+          .second;
+  EXPECT_TRUE(at::equal(first->validation.inputs, held_out.inputs));
 }
 
 TEST(LoadPipelineData, TestOnlyFileUsesEvaluationDataAndSaysSo) {

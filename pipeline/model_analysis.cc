@@ -1,12 +1,18 @@
 #include "pipeline/model_analysis.h"
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
+#include "ATen/Functions.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "core/dataset.h"
 #include "core/metrics.h"
 #include "core/status_macros.h"
+#include "pruning/channel_dependency.h"
+#include "quantization/model_quantization.h"
 
 namespace polaris::pipeline {
 namespace {
@@ -41,6 +47,61 @@ void ClassifyArchitecture(ModelReport& report) {
   }
 }
 
+// Structured pruning works on channel groups; a layer is covered when its group can shrink.
+StageCoverage PruningCoverage(const torch::jit::Module& model, const at::Tensor& example_input) {
+  StageCoverage coverage;
+  coverage.stage = "structured_pruning";
+  absl::StatusOr<pruning::ChannelDependencies> dependencies =
+      pruning::AnalyzeChannelDependencies(model, example_input);
+  if (!dependencies.ok()) {
+    coverage.unsupported_layers["(model)"] =
+        absl::StrCat("channel analysis failed: ", dependencies.status().message());
+    return coverage;
+  }
+  for (const pruning::ChannelGroup& group : dependencies->groups) {
+    for (const std::string& producer : group.producers) {
+      if (group.prunable) {
+        coverage.supported_layers.push_back(producer);
+      } else {
+        coverage.unsupported_layers[producer] = absl::StrJoin(group.reasons, "; ");
+      }
+    }
+  }
+  return coverage;
+}
+
+// Int8 quantization's own decision, from a dry run of static quantization calibrated on copies
+// of the example (the run converts a copy; its accuracy is irrelevant here).
+StageCoverage QuantizationCoverage(const torch::jit::Module& model,
+                                   const at::Tensor& example_input) {
+  StageCoverage coverage;
+  coverage.stage = "quantization";
+  quantization::QuantizationOptions options;
+  options.calibration_examples = 8;
+  options.calibration_batch_size = 8;
+  options.bias_correction = false;
+  options.show_progress = false;
+  std::vector<int64_t> repeats(example_input.dim(), 1);
+  repeats[0] = 8 / std::max<int64_t>(example_input.size(0), 1) + 1;
+  LabeledData examples;
+  examples.inputs = example_input.repeat(repeats);
+  examples.labels = at::zeros({examples.inputs.size(0)}, at::kLong);
+  absl::StatusOr<quantization::QuantizationResult> result =
+      quantization::QuantizeModel(model, options, examples);
+  if (!result.ok()) {
+    coverage.unsupported_layers["(model)"] =
+        absl::StrCat("int8 conversion failed: ", result.status().message());
+    return coverage;
+  }
+  for (const quantization::LayerReport& layer : result->layers) {
+    coverage.supported_layers.push_back(layer.name);
+  }
+  for (const quantization::SkippedLayer& layer : result->skipped) {
+    coverage.unsupported_layers[layer.name] = layer.reason;
+  }
+  return coverage;
+}
+
 std::string ShapeString(const std::vector<int64_t>& shape) {
   if (shape.empty()) return "?";
   return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
@@ -69,6 +130,8 @@ absl::StatusOr<ModelReport> AnalyzeForPipeline(const torch::jit::Module& model,
     report.parameters_by_kind[kind] += layer.parameters;
   }
   ClassifyArchitecture(report);
+  report.coverage.push_back(PruningCoverage(model, example_input));
+  report.coverage.push_back(QuantizationCoverage(model, example_input));
   return report;
 }
 

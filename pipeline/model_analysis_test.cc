@@ -36,6 +36,15 @@ TEST(AnalyzeForPipeline, CountsLayersAndParametersByKind) {
   EXPECT_EQ(report->parameters_by_kind["Linear"], 64 * 49 * 10 + 10);
   EXPECT_EQ(report->parameters, 108010);
 
+  // Every convolution and the Linear layer can be quantized; the channel groups tied by the
+  // residual adds can still be pruned together.
+  ASSERT_EQ(report->coverage.size(), 2u);
+  EXPECT_EQ(report->coverage[0].stage, "structured_pruning");
+  EXPECT_FALSE(report->coverage[0].supported_layers.empty());
+  EXPECT_EQ(report->coverage[1].stage, "quantization");
+  EXPECT_EQ(report->coverage[1].supported_layers.size(), 7u);
+  EXPECT_TRUE(report->coverage[1].unsupported_layers.empty());
+
   const std::string text = FormatModelReport(*report);
   EXPECT_NE(text.find("residual CNN"), std::string::npos) << text;
   EXPECT_NE(text.find("layer2.shortcut_conv"), std::string::npos) << text;

@@ -26,7 +26,6 @@
 #include "core/status_macros.h"
 #include "sparse/formats.h"
 #include "sparse/kernels.h"
-#include "sparse/passive_openmp.h"
 #include "sparse/proto_conversion.h"
 #include "sparse/training_run.h"
 
@@ -200,7 +199,6 @@ absl::Status Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  polaris::sparse::RestartWithPassiveOpenMp(argv);
   absl::SetProgramUsageMessage(
       "Prints sparse kernel speedups and RigL against dense training.\n"
       "  bazel run --config=opt //sparse:demo [-- --kernels_only]");

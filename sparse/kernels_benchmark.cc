@@ -3,12 +3,13 @@
 // the same shape right before itself and reports `speedup` = dense time / sparse time, so the
 // ratio compares two measurements taken moments apart on a shared machine.
 //
-//   OMP_WAIT_POLICY=PASSIVE bazel run --config=opt //sparse:kernels_benchmark
+//   bazel run --config=opt //sparse:kernels_benchmark
 //
-// Without OMP_WAIT_POLICY=PASSIVE, the OpenMP workers of LibTorch's element-wise operators
-// spin after each parallel region and slow OpenBLAS's threads down: dense torch::linear on 2
-// threads measured 11 ms with spinning workers and 2.3 ms without on the same busy machine,
-// which would inflate every speedup below.
+// The dense baseline needs OpenBLAS's OpenMP build, which ./bazelw selects. With the pthread
+// build, the OpenMP workers of LibTorch's element-wise operators spin after each parallel region
+// and take the cores from OpenBLAS's own threads: dense torch::linear on 2 threads measured
+// 11 ms that way and 2.3 ms with OMP_WAIT_POLICY=PASSIVE on the same busy machine, which would
+// inflate every speedup below.
 //
 // Cases: 1024 -> 1024 at batch 64 (the layer the sparse targets are set for), CSR at several
 // sparsities, BSR 4x4 and 16x1 at 80% block sparsity, 2:4, and LibTorch's own CSR matmul.

@@ -23,7 +23,6 @@
 #include "core/status_macros.h"
 #include "core/tensor_file.h"
 #include "google/protobuf/text_format.h"
-#include "sparse/passive_openmp.h"
 #include "sparse/proto_conversion.h"
 #include "sparse/training_run.h"
 
@@ -120,7 +119,6 @@ absl::Status Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  polaris::sparse::RestartWithPassiveOpenMp(argv);
   absl::SetProgramUsageMessage(
       "Trains a model sparse with SET or RigL, exports it and writes the model and a result.\n"
       "  bazel run //sparse:train_sparse -- --model=mlp "
