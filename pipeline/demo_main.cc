@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "core/metrics.h"
 #include "core/model_zoo.h"
+#include "core/latency.h"
 #include "core/runtime.h"
 #include "core/status_macros.h"
 #include "pipeline/config.h"
@@ -19,8 +20,12 @@
 #include "pipeline/measure.h"
 #include "pipeline/optimizer.h"
 #include "pipeline/report.h"
+#include "quantization/fx_baseline.h"
 
 ABSL_FLAG(int, threads, 0, "Threads for every measurement; 0 means all hardware threads.");
+ABSL_FLAG(bool, fx, true,
+          "Also quantize the CNN with PyTorch's FX workflow (needs /usr/bin/python3 with "
+          "python3-torch) and add it as a reference row.");
 ABSL_FLAG(bool, verbose, false, "Print each run's stage logs and summary table too.");
 
 namespace polaris::pipeline {
@@ -67,6 +72,37 @@ absl::Status Run(const char* argv0) {
         result.metrics().compression_ratio(), Speedup(result.metrics(), 1),
         Speedup(result.metrics(), 64), result.total_wall_seconds(),
         absl::StrJoin(statuses, " ")));
+  }
+
+  // The reference the ACCURACY target is held to: PyTorch's own int8 FX quantization of the same
+  // model, calibrated on the same images, measured like the targets.
+  if (absl::GetFlag(FLAGS_fx)) {
+    absl::StatusOr<torch::jit::Module> fx =
+        quantization::QuantizeWithPytorchFx(cnn.path, data.calibration.inputs, "pipeline_demo");
+    if (!fx.ok()) {
+      std::fprintf(stderr, "PyTorch FX row left out: %s\n",
+                   std::string(fx.status().message()).c_str());
+    } else {
+      LatencySettings latency;
+      latency.batch_sizes = {1, 64};
+      POLARIS_ASSIGN_OR_RETURN(ModelMeasurement original,
+                               MeasureModel(cnn.model, data.test, nullptr));
+      POLARIS_ASSIGN_OR_RETURN(torch::jit::Module optimized, OptimizeForInference(cnn.model));
+      POLARIS_ASSIGN_OR_RETURN(ModelMeasurement baseline,
+                               MeasureModel(optimized, data.test, &latency));
+      POLARIS_ASSIGN_OR_RETURN(ModelMeasurement measured, MeasureModel(*fx, data.test, &latency));
+      auto ratio = [&](int64_t batch) {
+        return absl::StrFormat("%.2fx", baseline.latency.at(batch).median_ms /
+                                            measured.latency.at(batch).median_ms);
+      };
+      rows.push_back(absl::StrFormat(
+          "%-9s %6s %8.2f%% %+7.2f %10s %7.2fx %8s %8s %8s  %s", "FX int8", "-",
+          100 * measured.accuracy.accuracy,
+          100 * (measured.accuracy.accuracy - original.accuracy.accuracy),
+          FormatBytes(measured.size.file_bytes),
+          static_cast<double>(original.size.file_bytes) / measured.size.file_bytes, ratio(1),
+          ratio(64), "-", "PyTorch 1.13 FX, ONEDNN engine, the same calibration images"));
+    }
   }
 
   std::printf("\nAll targets on the reference CNN (fp32: %.2f%%, %s); speedups are against the "

@@ -135,26 +135,26 @@ proto::StageResult RunGuardedStage(Stage& stage, const std::string& label,
     return result;
   }
 
-  std::string best_note;
+  // A setting that fails (for example a size budget no assignment meets) is recorded and the
+  // next, weaker setting tried; the stage fails only when every setting fails.
+  std::vector<std::string> failures;
   for (int setting = 0; setting < stage.num_settings(); ++setting) {
     const std::string description = stage.DescribeSetting(setting);
     Log(options, absl::StrCat(label, ": trying ", description));
     absl::StatusOr<StageOutput> output = stage.Run(state.model, setting, context);
-    if (!output.ok()) {
-      result.set_status(proto::StageResult::FAILED);
-      result.set_message(absl::StrCat(description, " failed: ", output.status().ToString(),
-                                      "; the previous model was kept"));
-      result.set_wall_seconds(SecondsSince(start));
-      Log(options, absl::StrCat(label, ": ", result.message()));
-      return result;
-    }
-    absl::StatusOr<EvalResult> validation = Evaluate(output->model, context.data->validation);
+    absl::StatusOr<EvalResult> validation =
+        output.ok() ? Evaluate(output->model, context.data->validation)
+                    : absl::StatusOr<EvalResult>(output.status());
     if (!validation.ok()) {
-      result.set_status(proto::StageResult::FAILED);
-      result.set_message(absl::StrCat("the model after ", description,
-                                      " cannot be evaluated: ", validation.status().ToString()));
-      result.set_wall_seconds(SecondsSince(start));
-      return result;
+      const std::string failure =
+          absl::StrCat(description, " failed: ", validation.status().ToString());
+      Log(options, absl::StrCat(label, ": ", failure));
+      proto::StageAttempt* attempt = result.add_attempts();
+      attempt->set_setting(description);
+      attempt->set_accepted(false);
+      attempt->set_note(failure);
+      failures.push_back(failure);
+      continue;
     }
     const double drop = 100.0 * (state.original_validation_accuracy - validation->accuracy);
     proto::StageAttempt* attempt = result.add_attempts();
@@ -177,16 +177,31 @@ proto::StageResult RunGuardedStage(Stage& stage, const std::string& label,
       result.set_message(setting == 0
                              ? absl::StrCat("applied ", description)
                              : absl::StrCat("relaxed to ", description,
-                                            " because stronger settings exceeded the budget"));
+                                            failures.empty()
+                                                ? " because stronger settings exceeded the budget"
+                                                : " because stronger settings failed or exceeded "
+                                                  "the budget"));
       result.set_wall_seconds(SecondsSince(start));
       return result;
     }
   }
-  result.set_status(proto::StageResult::ROLLED_BACK);
-  result.set_message(absl::StrFormat(
-      "every setting dropped validation accuracy by more than the %.2f-point budget; the "
-      "previous model was kept",
-      state.budget_points));
+  if (static_cast<int>(failures.size()) == stage.num_settings()) {
+    result.set_status(proto::StageResult::FAILED);
+    result.set_message(
+        absl::StrCat(absl::StrJoin(failures, "; "), "; the previous model was kept"));
+  } else if (!failures.empty()) {
+    result.set_status(proto::StageResult::ROLLED_BACK);
+    result.set_message(absl::StrFormat(
+        "no setting fit: %s; the others dropped validation accuracy by more than the "
+        "%.2f-point budget; the previous model was kept",
+        absl::StrJoin(failures, "; "), state.budget_points));
+  } else {
+    result.set_status(proto::StageResult::ROLLED_BACK);
+    result.set_message(absl::StrFormat(
+        "every setting dropped validation accuracy by more than the %.2f-point budget; the "
+        "previous model was kept",
+        state.budget_points));
+  }
   result.set_wall_seconds(SecondsSince(start));
   return result;
 }

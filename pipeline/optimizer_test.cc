@@ -55,6 +55,17 @@ class FailingStage : public Stage {
   }
 };
 
+// Setting 0 fails (as a size budget no precision assignment meets does); setting 1 adds no noise.
+class FailsFirstStage : public NoiseStage {
+ public:
+  FailsFirstStage() : NoiseStage({0.0, 0.0}) {}
+  absl::StatusOr<StageOutput> Run(const torch::jit::Module& model, int setting,
+                                  const StageContext& context) override {
+    if (setting == 0) return absl::InvalidArgumentError("no assignment fits the budget");
+    return NoiseStage::Run(model, setting, context);
+  }
+};
+
 class OptimizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -132,6 +143,21 @@ TEST_F(OptimizerTest, GuardRelaxesRollsBackAndRecordsFailures) {
 
   // The caller's model is untouched.
   EXPECT_TRUE(at::equal(model_->attr("fc1").toModule().attr("weight").toTensor(), before));
+}
+
+TEST_F(OptimizerTest, FailedSettingFallsBackToTheNext) {
+  proto::PipelineConfig config = ConfigWithStages(1);
+  std::vector<std::unique_ptr<Stage>> stages;
+  stages.push_back(std::make_unique<FailsFirstStage>());
+  absl::StatusOr<OptimizeOutput> output = RunStages(*model_, config, stages, *data_, Quiet());
+  ASSERT_TRUE(output.ok()) << output.status();
+  const proto::StageResult& stage = output->result.stages(0);
+  EXPECT_EQ(stage.status(), proto::StageResult::RELAXED) << stage.DebugString();
+  ASSERT_EQ(stage.attempts_size(), 2);
+  EXPECT_NE(stage.attempts(0).note().find("no assignment fits the budget"), std::string::npos);
+  EXPECT_TRUE(stage.attempts(1).accepted());
+  EXPECT_NE(stage.message().find("failed"), std::string::npos) << stage.message();
+  EXPECT_FALSE(output->result.had_failures());
 }
 
 TEST_F(OptimizerTest, MeasuresEverythingItReports) {

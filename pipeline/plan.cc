@@ -84,9 +84,9 @@ std::vector<proto::StageConfig> DefaultPlan(proto::Target target) {
     case proto::SPEED:
       return {Pruning(0.625, {0.5, 0.375}, 2), Int8()};
     case proto::MEMORY:
-      return {Pruning(0.5, {0.375, 0.25}, 2), Mixed(0.2)};
+      return {Pruning(0.5, {0.375, 0.25}, 2), Mixed(0.22)};
     case proto::EXTREME:
-      return {Pruning(0.75, {0.625, 0.5}, 3), Mixed(0.2)};
+      return {Pruning(0.75, {0.625, 0.5}, 3), Mixed(0.22)};
     case proto::BALANCED:
     default:
       return {Pruning(0.5, {0.375, 0.25}, 2), Int8()};

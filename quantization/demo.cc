@@ -28,11 +28,10 @@
 #include "core/model_zoo.h"
 #include "core/runtime.h"
 #include "core/status_macros.h"
-#include "core/torch_status.h"
 #include "quantization/internal/model_convert.h"
+#include "quantization/fx_baseline.h"
 #include "quantization/model_measurement.h"
 #include "quantization/model_quantization.h"
-#include "torch/csrc/jit/serialization/pickle.h"
 
 ABSL_FLAG(int, threads, 2, "Threads for LibTorch, OpenBLAS and polaris's kernels.");
 ABSL_FLAG(int64_t, calibration_examples, 2048,
@@ -54,36 +53,10 @@ ABSL_FLAG(std::string, fashion_mnist_dir, "",
 namespace polaris::quantization {
 namespace {
 
-constexpr char kPython[] = "/usr/bin/python3";
-
 struct Variant {
   std::string name;
   torch::jit::Module model;
 };
-
-// Runs fx_reference.py on the CNN and loads the FX int8 model it writes.
-absl::StatusOr<torch::jit::Module> QuantizeWithFx(const std::string& model_path,
-                                                  const at::Tensor& calibration_inputs) {
-  POLARIS_ASSIGN_OR_RETURN(const std::string cache, UserCacheDir());
-  const std::string calibration_path = absl::StrCat(cache, "/quantization_demo_calibration.pt");
-  const std::string out_path = absl::StrCat(cache, "/quantization_demo_fx_int8.pt");
-  POLARIS_ASSIGN_OR_RETURN(
-      const std::vector<char> bytes,
-      CallTorch("serializing the calibration inputs",
-                [&] { return torch::jit::pickle_save(calibration_inputs); }));
-  POLARIS_RETURN_IF_ERROR(
-      WriteFileAtomically(calibration_path, absl::string_view(bytes.data(), bytes.size())));
-
-  // Under bazel run the script is in the runfiles tree, the current directory.
-  const std::string command = absl::StrCat(kPython, " quantization/fx_reference.py '",
-                                           model_path, "' '", calibration_path, "' '", out_path,
-                                           "'");
-  std::fprintf(stderr, "quantizing the CNN with PyTorch FX: %s\n", command.c_str());
-  if (std::system(command.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("'", command, "' failed"));
-  }
-  return LoadModel(out_path);
-}
 
 void PrintTable(const std::string& title, const std::vector<Variant>& variants,
                 const std::vector<ModelMeasurement>& measurements, size_t baseline) {
@@ -191,7 +164,7 @@ absl::StatusOr<double> CompareAccuracyWithFx(const TrainedModel& cnn, const Labe
         RandomSubset(train, options.calibration_examples, static_cast<uint64_t>(seed));
     POLARIS_ASSIGN_OR_RETURN(QuantizationResult ours,
                              QuantizeModel(cnn.model, options, calibration));
-    POLARIS_ASSIGN_OR_RETURN(torch::jit::Module fx, QuantizeWithFx(cnn.path, calibration.inputs));
+    POLARIS_ASSIGN_OR_RETURN(torch::jit::Module fx, QuantizeWithPytorchFx(cnn.path, calibration.inputs, "quantization_demo"));
     POLARIS_ASSIGN_OR_RETURN(const EvalResult ours_eval, Evaluate(ours.model, test));
     POLARIS_ASSIGN_OR_RETURN(const EvalResult fx_eval, Evaluate(fx, test));
     std::printf("  seed %d: polaris %.2f%%, FX %.2f%%\n", seed, 100 * ours_eval.accuracy,
@@ -234,7 +207,7 @@ absl::Status Run() {
   POLARIS_ASSIGN_OR_RETURN(torch::jit::Module optimized, OptimizeForInference(cnn.model));
   cnn_variants.push_back({"fp32 optimize_for_inference", optimized});
   if (absl::GetFlag(FLAGS_fx)) {
-    absl::StatusOr<torch::jit::Module> fx = QuantizeWithFx(cnn.path, calibration.inputs);
+    absl::StatusOr<torch::jit::Module> fx = QuantizeWithPytorchFx(cnn.path, calibration.inputs, "quantization_demo");
     if (fx.ok()) {
       cnn_variants.push_back({"PyTorch FX int8 (onednn)", *fx});
     } else {

@@ -42,6 +42,10 @@ struct TensorKey {
 
   static TensorKey Of(const at::Tensor& t) {
     if (!t.defined()) return {};
+    // Tensors created under c10::InferenceMode (a model loaded inside it) have no version
+    // counter, and reading it throws. Their storage and shape still identify them; an in-place
+    // change of such a weight inside InferenceMode would go unnoticed by the cache.
+    if (t.is_inference()) return {t.data_ptr(), t.sizes().vec(), -2};
     return {t.data_ptr(), t.sizes().vec(), static_cast<int64_t>(t._version())};
   }
   bool operator==(const TensorKey& other) const {

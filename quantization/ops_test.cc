@@ -8,6 +8,7 @@
 #include "ATen/Functions.h"
 #include "ATen/TensorOperators.h"
 #include "ATen/core/dispatch/Dispatcher.h"
+#include "c10/core/InferenceMode.h"
 #include "core/cpu_features.h"
 #include "core/runtime.h"
 #include "core/testing/python_test_util.h"
@@ -60,6 +61,32 @@ TEST_F(OpsTest, LinearOpsMatchTheirClasses) {
                                   bias})
                               .toTensor();
   EXPECT_TRUE(at::equal(int4, Int4Linear::Create(weight, bias).value()->Forward(x).value()));
+}
+
+// A model loaded inside c10::InferenceMode holds inference tensors, which have no version
+// counter for the cache of packed layers to read.
+TEST_F(OpsTest, AcceptsInferenceTensors) {
+  const at::Tensor x = at::randn({5, 48}, generator_);
+  const at::Tensor bias = at::randn({12}, generator_);
+  const Int4Weight weight = QuantizeWeightInt4(at::randn({12, 48}, generator_), 16).value();
+  const at::Tensor expected = Int4Linear::Create(weight, bias).value()->Forward(x).value();
+  const at::Tensor w = at::randint(-127, 128, {12, 48}, generator_, at::kChar);
+  const at::Tensor scale = at::rand({12}, generator_) * 0.01 + 0.001;
+  const at::Tensor int8_expected =
+      CallOp("polaris::quant_linear_int8_dynamic", {x, w, scale, bias}).toTensor();
+
+  c10::InferenceMode inference_mode;
+  const at::Tensor packed = weight.packed.clone();
+  ASSERT_TRUE(packed.is_inference());
+  const at::Tensor int4 = CallOp("polaris::quant_linear_int4",
+                                 {x, packed, weight.scale.clone(), weight.zero_point.clone(),
+                                  int64_t{16}, bias.clone()})
+                              .toTensor();
+  EXPECT_TRUE(at::equal(int4, expected));
+  const at::Tensor int8 = CallOp("polaris::quant_linear_int8_dynamic",
+                                 {x, w.clone(), scale.clone(), bias.clone()})
+                              .toTensor();
+  EXPECT_TRUE(at::equal(int8, int8_expected));
 }
 
 TEST_F(OpsTest, ConvOpMatchesInt8Conv2d) {

@@ -1,5 +1,6 @@
 #include "pipeline/adapters/quantization_stage.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,37 @@ std::string Describe(const QuantizationOptions& options) {
   return text;
 }
 
+bool MayUseInt4(const QuantizationOptions& options) {
+  if (options.method == QuantizationMethod::kWeightOnlyInt4) return true;
+  if (options.method != QuantizationMethod::kMixedPrecision) return false;
+  for (LayerPrecision precision : options.mixed_precision.candidates) {
+    if (precision == LayerPrecision::kInt4) return true;
+  }
+  return false;
+}
+
+// INT4 groups must divide a Linear layer's input size, and pruning leaves sizes such as 1568
+// that the default 128 does not divide. Each such layer without a group size of its own gets
+// the largest even divisor of its input size up to options.group_size, when one of at least 16
+// exists (1568 gets 112), so it can still take INT4.
+void ChooseInt4GroupSizes(const torch::jit::Module& model, QuantizationOptions& options) {
+  for (const torch::jit::NameModule& named : model.named_modules()) {
+    if (!named.value.hasattr("weight")) continue;
+    const c10::IValue weight = named.value.attr("weight");
+    if (!weight.isTensor() || weight.toTensor().dim() != 2) continue;
+    const int64_t inputs = weight.toTensor().size(1);
+    if (inputs % options.group_size == 0 || options.layer_group_sizes.count(named.name) > 0) {
+      continue;
+    }
+    for (int64_t group = std::min(options.group_size, inputs); group >= 16; --group) {
+      if (group % 2 == 0 && inputs % group == 0) {
+        options.layer_group_sizes[named.name] = group;
+        break;
+      }
+    }
+  }
+}
+
 class QuantizationStage : public Stage {
  public:
   QuantizationStage(std::vector<QuantizationOptions> settings, double max_weight_fraction)
@@ -88,6 +120,7 @@ class QuantizationStage : public Stage {
       options.mixed_precision.max_weight_bytes =
           static_cast<int64_t>(max_weight_fraction_ * static_cast<double>(float_bytes));
     }
+    if (MayUseInt4(options)) ChooseInt4GroupSizes(model, options);
     const LabeledData* data = &context.data->calibration;
     if (options.method == QuantizationMethod::kQat) {
       if (!context.data->train.has_value()) {
