@@ -6,8 +6,8 @@
 //
 // Weights are random (latency does not depend on their values) and fine-tuning is left out for
 // the same reason; `bazel run //pipeline:demo` measures trained models with accuracy. Each
-// benchmark times the baseline in one phase and the variant in the next (spinning thread pools
-// make call-by-call interleaving measure the hand-over instead) and reports:
+// benchmark times the baseline in one phase and the variant in the next, because spinning
+// thread pools make call-by-call interleaving measure the hand-over between them. Counters:
 //   baseline_ms, polaris_ms      median latency of one forward call
 //   speedup                      baseline_ms / polaris_ms
 //   unoptimized_speedup          the model as loaded (no optimize_for_inference) / polaris_ms
