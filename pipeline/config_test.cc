@@ -152,6 +152,19 @@ TEST(MakeStages, QuantizationStageChecksItsSettings) {
       << (*stages)[0]->DescribeSetting(0);
 }
 
+TEST(MakeStages, QuantizationNeedsTrainingDataOnlyForQatAlone) {
+  absl::StatusOr<proto::PipelineConfig> config = ParseConfigText(R"(
+    stages { quantization { quantization { method: STATIC } fallbacks { method: QAT } } }
+    stages { quantization { quantization { method: QAT } } }
+  )", "inline");
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<std::vector<std::unique_ptr<Stage>>> stages = MakeStages(*config);
+  ASSERT_TRUE(stages.ok()) << stages.status();
+  // Static int8 calibrates without training data, so the stage runs and QAT fails alone.
+  EXPECT_FALSE((*stages)[0]->needs_training_data());
+  EXPECT_TRUE((*stages)[1]->needs_training_data());
+}
+
 TEST(ConfigHash, StableAndSensitive) {
   proto::PipelineConfig a;
   a.set_seed(1);

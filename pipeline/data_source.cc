@@ -40,7 +40,9 @@ absl::StatusOr<PipelineData> SplitTraining(LabeledData train, LabeledData test,
   if (train.size() < needed) {
     return absl::InvalidArgumentError(absl::StrCat(
         description, " has ", train.size(), " training examples; at least ", needed,
-        " are needed to hold out ", options.validation_examples, " for validation"));
+        " are needed to hold out ", options.validation_examples,
+        " for validation. Hold out fewer with data { validation_examples: N } in --config, or "
+        "pass only (inputs, labels) to skip training stages"));
   }
   PipelineData data;
   data.description = std::move(description);
@@ -95,6 +97,21 @@ absl::StatusOr<PipelineData> LoadPipelineData(const std::string& source,
     }
     POLARIS_ASSIGN_OR_RETURN(SavedDataSets sets, LoadSavedDataSets(source));
     const std::string description = absl::StrCat("tensors saved from Python in ", source);
+    // Check both parts before any indexing: a training part with fewer inputs than labels
+    // would otherwise fail deep inside LibTorch while splitting.
+    if (sets.test.size() == 0 || (sets.train.has_value() && sets.train->size() == 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          description, " has no examples in its ", sets.test.size() == 0 ? "evaluation" : "training",
+          " part; save at least one labeled example"));
+    }
+    const LabeledData no_training;
+    POLARIS_ASSIGN_OR_RETURN(
+        const int64_t classes,
+        CountClasses(sets.train.has_value() ? *sets.train : no_training, sets.test));
+    if (sets.train.has_value()) {
+      POLARIS_RETURN_IF_ERROR(ValidateLabeledData(*sets.train, classes, "training data"));
+    }
+    POLARIS_RETURN_IF_ERROR(ValidateLabeledData(sets.test, classes, "evaluation data"));
     if (sets.train.has_value()) {
       POLARIS_ASSIGN_OR_RETURN(data, SplitTraining(std::move(*sets.train), std::move(sets.test),
                                                    options, description));

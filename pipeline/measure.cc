@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "core/file_util.h"
 #include "core/status_macros.h"
+#include "pruning/latency_comparison.h"
 #include "core/torch_status.h"
 
 namespace polaris::pipeline {
@@ -21,6 +22,24 @@ std::string ShellQuote(const std::string& text) {
   std::string quoted = "'";
   for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return quoted + "'";
+}
+
+LatencyOptions ToLatencyOptions(const LatencySettings& latency) {
+  LatencyOptions options;
+  options.warmup_runs = latency.warmup_runs;
+  options.timed_runs = latency.timed_runs;
+  options.max_seconds = latency.max_seconds;
+  return options;
+}
+
+// A batch of real examples, repeated when the batch is larger than the data.
+absl::StatusOr<at::Tensor> LatencyInput(const LabeledData& test, int64_t batch) {
+  return CallTorch("making a latency input", [&] {
+    std::vector<int64_t> shape = test.inputs.sizes().vec();
+    shape[0] = batch;
+    const at::Tensor index = at::arange(batch, at::kLong).remainder(test.size());
+    return test.inputs.index_select(0, index).reshape(shape).contiguous();
+  });
 }
 
 }  // namespace
@@ -35,22 +54,28 @@ absl::StatusOr<ModelMeasurement> MeasureModel(torch::jit::Module& model, const L
   for (const auto& [type, bytes] : bytes_by_type) measurement.weight_bytes += bytes;
   if (latency == nullptr) return measurement;
 
-  LatencyOptions options;
-  options.warmup_runs = latency->warmup_runs;
-  options.timed_runs = latency->timed_runs;
-  options.max_seconds = latency->max_seconds;
+  const LatencyOptions options = ToLatencyOptions(*latency);
   for (int64_t batch : latency->batch_sizes) {
-    POLARIS_ASSIGN_OR_RETURN(at::Tensor input, CallTorch("making a latency input", [&] {
-      std::vector<int64_t> shape = test.inputs.sizes().vec();
-      shape[0] = batch;
-      // Real examples, repeated when the batch is larger than the data.
-      const at::Tensor index = at::arange(batch, at::kLong).remainder(test.size());
-      return test.inputs.index_select(0, index).reshape(shape).contiguous();
-    }));
+    POLARIS_ASSIGN_OR_RETURN(at::Tensor input, LatencyInput(test, batch));
     POLARIS_ASSIGN_OR_RETURN(LatencyStats stats, MeasureModelLatency(model, input, options));
     measurement.latency[batch] = stats;
   }
   return measurement;
+}
+
+absl::StatusOr<std::map<int64_t, double>> MeasureSpeedups(torch::jit::Module& baseline,
+                                                          torch::jit::Module& candidate,
+                                                          const LabeledData& test,
+                                                          const LatencySettings& latency) {
+  const LatencyOptions options = ToLatencyOptions(latency);
+  std::map<int64_t, double> speedups;
+  for (int64_t batch : latency.batch_sizes) {
+    POLARIS_ASSIGN_OR_RETURN(at::Tensor input, LatencyInput(test, batch));
+    POLARIS_ASSIGN_OR_RETURN(pruning::LatencyComparison comparison,
+                             pruning::CompareLatency(baseline, candidate, input, options));
+    speedups[batch] = comparison.speedup;
+  }
+  return speedups;
 }
 
 absl::StatusOr<MemoryMeasurement> MeasurePeakMemory(const std::string& memory_probe,

@@ -41,6 +41,15 @@ struct ModelMeasurement {
 absl::StatusOr<ModelMeasurement> MeasureModel(torch::jit::Module& model, const LabeledData& test,
                                               const LatencySettings* latency);
 
+// Times `baseline` and `candidate` alternately, one call of each per round (see
+// pruning/latency_comparison.h), at each batch size of `latency`, and returns baseline median /
+// candidate median per batch size. Alternating makes load from other processes slow both alike,
+// so the ratio holds where separately timed medians drift apart.
+absl::StatusOr<std::map<int64_t, double>> MeasureSpeedups(torch::jit::Module& baseline,
+                                                          torch::jit::Module& candidate,
+                                                          const LabeledData& test,
+                                                          const LatencySettings& latency);
+
 // Runs `memory_probe` (the //pipeline:memory_probe binary) on a saved model and returns the
 // peak resident bytes of that process while it loads the model and runs `batch_size` examples
 // shaped like `example_shape` `runs` times, together with the same process's peak before

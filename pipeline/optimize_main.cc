@@ -7,10 +7,13 @@
 //   bazel run //pipeline:optimize -- --model=net.pt --target=speed --out=net.fast.pt
 //
 // Exit status: 0 when every stage ran (applied, relaxed, rolled back or skipped), 3 when a
-// stage failed (the run still finishes with the previous model), 1 for bad input (nothing is
-// written), 2 for bad flags.
+// stage failed (the run still finishes with the previous model), 1 for bad input or bad flags
+// (nothing is written).
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -36,7 +39,10 @@ ABSL_FLAG(std::string, model, "",
           "on first use and cached under ~/.cache/polaris/models.");
 ABSL_FLAG(std::string, data, "",
           "Data: 'fashion-mnist' (default), a folder of IDX files named like Fashion-MNIST's, "
-          "or a torch.save file of (inputs, labels) or (train_x, train_y, test_x, test_y).");
+          "or a torch.save file of (inputs, labels), (train_x, train_y, test_x, test_y) or "
+          "{'train': (x, y), 'test': (x, y)}. Fashion-MNIST images are scaled to [0, 1] and "
+          "normalized with mean 0.2860 and std 0.3530; saved tensors are used as they are. "
+          "Without a training part, stages that train are skipped.");
 ABSL_FLAG(std::string, target, "",
           "Optimization target: accuracy, balanced, speed, memory or extreme. Overrides the "
           "config's target; default balanced.");
@@ -66,6 +72,11 @@ namespace {
 constexpr int kExitBadInput = 1;
 constexpr int kExitStageFailed = 3;
 
+bool IsDirectoryPath(const std::string& path) {
+  struct stat info;
+  return stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
 std::string DefaultOutputFor(const std::string& model_path) {
   if (model_path.empty()) return ResolveUserPath("optimized_cnn.pt");
   std::string stem = model_path;
@@ -80,6 +91,11 @@ std::string DefaultReportFor(const std::string& out_path) {
 }
 
 absl::Status CheckWritableDirectory(const std::string& path) {
+  if (IsDirectoryPath(path)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot write '", path, "': it is a directory; give a file name such as ", path,
+        "/model.pt"));
+  }
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
   if (!PathExists(dir)) {
@@ -174,7 +190,14 @@ int main(int argc, char** argv) {
       "writes the optimized model and a measured report.\n"
       "  bazel run //pipeline:optimize                 main job on the reference CNN\n"
       "  bazel run //pipeline:optimize -- --model=net.pt --target=speed");
-  absl::ParseCommandLine(argc, argv);
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    std::fprintf(stderr,
+                 "error: unexpected argument '%s'; flags take the form --name=value, e.g. "
+                 "--model=%s\n",
+                 positional[1], positional[1]);
+    return polaris::pipeline::kExitBadInput;
+  }
   absl::StatusOr<int> exit_code = polaris::pipeline::Run(argv[0]);
   if (!exit_code.ok()) {
     std::string message(exit_code.status().message());

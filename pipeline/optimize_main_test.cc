@@ -199,6 +199,26 @@ TEST_F(OptimizeCommand, RejectsMalformedConfig) {
                  "malformed.textproto");
 }
 
+TEST_F(OptimizeCommand, RejectsTrainingCountMismatch) {
+  ExpectRejected({"--model=scripted.pt", "--data=count_mismatch.pt"}, "training data");
+}
+
+TEST_F(OptimizeCommand, RejectsPositionalArgument) {
+  ExpectRejected({"scripted.pt", "--data=data.pt"}, "unexpected argument 'scripted.pt'");
+}
+
+TEST_F(OptimizeCommand, RejectsOutputThatIsADirectory) {
+  ASSERT_TRUE(MakeDirectories(InTmp("a_directory")).ok());
+  const CommandResult result =
+      RunOptimize({"--model=scripted.pt", "--data=data.pt", "--out=a_directory"});
+  EXPECT_NE(result.exit_code, 0);
+  const std::vector<std::string> errors = ErrorLines(result.output);
+  ASSERT_EQ(errors.size(), 1u) << result.output;
+  EXPECT_NE(errors[0].find("is a directory"), std::string::npos) << errors[0];
+  // Rejected before any stage ran.
+  EXPECT_EQ(result.output.find("[optimize]"), std::string::npos) << result.output;
+}
+
 TEST_F(OptimizeCommand, RejectsMissingOutputDirectory) {
   const CommandResult result =
       RunOptimize({"--model=scripted.pt", "--data=data.pt", "--out=no_such_dir/model.pt"});

@@ -7,11 +7,13 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "core/evaluate.h"
 #include "core/latency.h"
 #include "core/model_io.h"
@@ -96,9 +98,14 @@ void AddLatencies(const ModelMeasurement& measurement,
 absl::Status CheckModelFitsData(torch::jit::Module& model, const PipelineData& data) {
   absl::StatusOr<int64_t> classes = CountClasses(model, data.test);
   if (!classes.ok()) {
+    // LibTorch's message ends with the reason after a TorchScript traceback; keep the reason.
+    absl::string_view reason = absl::StripTrailingAsciiWhitespace(classes.status().message());
+    if (const size_t newline = reason.rfind('\n'); newline != absl::string_view::npos) {
+      reason.remove_prefix(newline + 1);
+    }
     return absl::InvalidArgumentError(absl::StrCat(
         "the model cannot run on the data (", data.description, "), whose examples have shape [",
-        absl::StrJoin(data.test.inputs.sizes().slice(1), ", "), "]: ", classes.status().message()));
+        absl::StrJoin(data.test.inputs.sizes().slice(1), ", "), "]: ", reason));
   }
   if (*classes < data.num_classes) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -207,17 +214,17 @@ proto::StageResult RunGuardedStage(Stage& stage, const std::string& label,
 }
 
 absl::Status FillFinalMetrics(const ModelMeasurement& original,
-                              const ModelMeasurement& original_optimized,
-                              const ModelMeasurement& final_measurement, double budget_points,
-                              proto::FinalMetrics& metrics) {
+                              const ModelMeasurement& final_measurement,
+                              const std::map<int64_t, double>& speedups_vs_optimized,
+                              const std::map<int64_t, double>& speedups_vs_original,
+                              double budget_points, proto::FinalMetrics& metrics) {
   metrics.set_compression_ratio(static_cast<double>(original.size.file_bytes) /
                                 std::max<int64_t>(1, final_measurement.size.file_bytes));
-  for (const auto& [batch, stats] : final_measurement.latency) {
-    if (stats.median_ms <= 0) continue;
-    (*metrics.mutable_speedup_vs_optimized())[batch] =
-        original_optimized.latency.at(batch).median_ms / stats.median_ms;
-    (*metrics.mutable_speedup_vs_original())[batch] =
-        original.latency.at(batch).median_ms / stats.median_ms;
+  for (const auto& [batch, speedup] : speedups_vs_optimized) {
+    (*metrics.mutable_speedup_vs_optimized())[batch] = speedup;
+  }
+  for (const auto& [batch, speedup] : speedups_vs_original) {
+    (*metrics.mutable_speedup_vs_original())[batch] = speedup;
   }
   metrics.set_original_weight_bytes(original.weight_bytes);
   metrics.set_optimized_weight_bytes(final_measurement.weight_bytes);
@@ -259,6 +266,33 @@ absl::Status MeasureMemory(const torch::jit::Module& original, const torch::jit:
 
 std::string StatusName(proto::StageResult::Status status) {
   return proto::StageResult::Status_Name(status);
+}
+
+// Names the noisiest timing whose median exceeds twice its fastest run, or returns "".
+std::string TimingWarning(const proto::PipelineResult& result) {
+  double worst_ratio = 2.0;
+  std::string warning;
+  auto check = [&](const std::string& model,
+                   const google::protobuf::RepeatedPtrField<proto::Latency>& latencies) {
+    for (const proto::Latency& latency : latencies) {
+      if (latency.min_ms() <= 0) continue;
+      const double ratio = latency.median_ms() / latency.min_ms();
+      if (ratio <= worst_ratio) continue;
+      worst_ratio = ratio;
+      warning = absl::StrFormat(
+          "timings were noisy: %s at batch %d had a median of %.3f ms but a fastest run of "
+          "%.3f ms, so other processes were probably taking the cores; treat the speedups as "
+          "rough and measure again on a quiet machine",
+          model, latency.batch_size(), latency.median_ms(), latency.min_ms());
+    }
+  };
+  check("the original", result.original_latency());
+  check("the optimize_for_inference baseline", result.original_optimized_latency());
+  for (const proto::StageResult& stage : result.stages()) {
+    check(absl::StrCat("the model after ", stage.name()), stage.latency());
+  }
+  check("the final model", result.final_latency());
+  return warning;
 }
 
 std::string Summarize(const proto::PipelineResult& result) {
@@ -371,8 +405,16 @@ absl::StatusOr<OptimizeOutput> RunStages(const torch::jit::Module& model,
   *result.mutable_final_size() =
       ToModelSizeProto(final_measurement.size, final_measurement.parameters);
   AddLatencies(final_measurement, result.mutable_final_latency());
-  POLARIS_RETURN_IF_ERROR(FillFinalMetrics(original_measurement, baseline_measurement,
-                                           final_measurement, resolved.max_accuracy_drop(),
+  // The speedups time each baseline and the final model alternately, so that a machine whose
+  // speed drifts during the run does not skew them; the tables keep the separate timings.
+  Log(options, "timing the final model against both baselines, alternating calls");
+  POLARIS_ASSIGN_OR_RETURN(const auto speedups_vs_optimized,
+                           MeasureSpeedups(baseline, state.model, data.test, latency));
+  POLARIS_ASSIGN_OR_RETURN(const auto speedups_vs_original,
+                           MeasureSpeedups(original, state.model, data.test, latency));
+  POLARIS_RETURN_IF_ERROR(FillFinalMetrics(original_measurement, final_measurement,
+                                           speedups_vs_optimized, speedups_vs_original,
+                                           resolved.max_accuracy_drop(),
                                            *result.mutable_metrics()));
   if (!options.memory_probe.empty()) {
     const int64_t batch = latency.batch_sizes.empty() ? 1 : latency.batch_sizes.back();
@@ -382,6 +424,7 @@ absl::StatusOr<OptimizeOutput> RunStages(const torch::jit::Module& model,
   }
 
   result.set_total_wall_seconds(SecondsSince(start));
+  result.mutable_metrics()->set_timing_warning(TimingWarning(result));
   result.set_summary(Summarize(result));
   output.model = state.model;
   return output;

@@ -34,6 +34,12 @@ std::string Row(const std::string& name, const std::string& status, double accur
   return row + "\n";
 }
 
+// "2.10x faster than" for a speedup of 2.1, "1.25x slower than" for 0.8.
+std::string CompareSpeed(double speedup) {
+  if (speedup >= 1.0) return absl::StrFormat("%.2fx faster than", speedup);
+  return absl::StrFormat("%.2fx slower than", 1.0 / speedup);
+}
+
 }  // namespace
 
 std::string FormatSummaryTable(const proto::PipelineResult& result) {
@@ -71,10 +77,13 @@ std::string FormatSummaryTable(const proto::PipelineResult& result) {
     const auto original = metrics.speedup_vs_original().find(batch);
     if (optimized == metrics.speedup_vs_optimized().end()) continue;
     absl::StrAppend(&table, absl::StrFormat(
-                                "batch %d: %.2fx faster than the optimize_for_inference fp32 "
-                                "baseline (%.2fx vs the model as loaded), %d threads\n",
-                                batch, optimized->second, original->second,
-                                result.config().threads()));
+                                "batch %d: %s the optimize_for_inference fp32 baseline (%s the "
+                                "model as loaded), %d threads\n",
+                                batch, CompareSpeed(optimized->second),
+                                CompareSpeed(original->second), result.config().threads()));
+  }
+  if (!metrics.timing_warning().empty()) {
+    absl::StrAppend(&table, "warning: ", metrics.timing_warning(), "\n");
   }
   absl::StrAppend(&table, absl::StrFormat("weights in memory: %s -> %s\n",
                                           FormatBytes(metrics.original_weight_bytes()),

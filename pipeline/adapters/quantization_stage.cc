@@ -96,11 +96,13 @@ class QuantizationStage : public Stage {
     }
     return Describe(options);
   }
+  // Only when every setting is QAT: a QAT setting without training data fails on its own, and
+  // the guard then moves on to the next setting.
   bool needs_training_data() const override {
     for (const QuantizationOptions& options : settings_) {
-      if (options.method == QuantizationMethod::kQat) return true;
+      if (options.method != QuantizationMethod::kQat) return false;
     }
-    return false;
+    return true;
   }
   // QAT trains a copy through fake quantization, but the stage's input model is only read.
   bool trains_model() const override { return false; }

@@ -7,6 +7,8 @@ Usage:
         two_inputs.pt     a scripted model whose forward takes two tensors
         wrong_shape.pt    torch.save((inputs, labels)) with 20x20 images
         bad_labels.pt     torch.save((inputs, labels)) with a label of 12 among 10 classes
+        count_mismatch.pt torch.save((train_x, train_y, test_x, test_y)) with 100 training
+                          inputs but 200 training labels
 
 Runs under Debian's python3-torch (PyTorch 1.13).
 """
@@ -46,6 +48,9 @@ def main(argv):
     labels = torch.randint(0, 10, (64,))
     labels[5] = 12
     torch.save((torch.randn(64, 1, 28, 28), labels), os.path.join(out, "bad_labels.pt"))
+    torch.save((torch.randn(100, 1, 28, 28), torch.randint(0, 10, (200,)),
+                torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))),
+               os.path.join(out, "count_mismatch.pt"))
 
 
 if __name__ == "__main__":
