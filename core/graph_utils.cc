@@ -9,7 +9,10 @@
 #include "absl/strings/str_split.h"
 #include "core/torch_status.h"
 #include "torch/csrc/jit/ir/constants.h"
+#include "torch/csrc/jit/passes/constant_propagation.h"
+#include "torch/csrc/jit/passes/dead_code_elimination.h"
 #include "torch/csrc/jit/passes/inliner.h"
+#include "torch/csrc/jit/runtime/graph_iterator.h"
 
 namespace polaris {
 namespace {
@@ -108,6 +111,23 @@ absl::Status SetTensor(torch::jit::Module& model, const std::string& path,
     return absl::NotFoundError(absl::StrCat("the model has no attribute '", path, "'"));
   }
   return CallTorch(absl::StrCat("setting '", path, "'"), [&] { owner->setattr(name, value); });
+}
+
+void FoldTrainingFlag(std::shared_ptr<torch::jit::Graph>& graph) {
+  std::vector<torch::jit::Node*> reads;
+  torch::jit::DepthFirstGraphNodeIterator it(graph);
+  for (torch::jit::Node* node = it.next(); node != nullptr; node = it.next()) {
+    if (node->kind() == c10::prim::GetAttr && node->s(c10::attr::name) == "training") {
+      reads.push_back(node);
+    }
+  }
+  for (torch::jit::Node* node : reads) {
+    torch::jit::WithInsertPoint guard(node);
+    torch::jit::Value* constant = graph->insertConstant(false);
+    node->output()->replaceAllUsesWith(constant);
+  }
+  torch::jit::ConstantPropagation(graph);
+  torch::jit::EliminateDeadCode(graph);
 }
 
 }  // namespace polaris

@@ -30,6 +30,11 @@ namespace polaris {
 // The copy may be changed freely. Throws c10::Error (call inside CallTorch).
 std::shared_ptr<torch::jit::Graph> InlinedForwardGraph(const torch::jit::Module& model);
 
+// Replaces every read of a module's `training` flag in `graph` with false and folds the
+// branches that depend on it, so that the graph shows the layers as they run in eval mode (a
+// scripted BatchNorm otherwise shows `if self.training` branches).
+void FoldTrainingFlag(std::shared_ptr<torch::jit::Graph>& graph);
+
 // Returns the dotted attribute path of `value` when it is produced by a chain of prim::GetAttr
 // nodes starting at the graph's first input (self), for example "layer1.conv1.weight";
 // std::nullopt otherwise.

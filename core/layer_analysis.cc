@@ -105,12 +105,35 @@ std::string LayerKindName(LayerKind kind) {
   return "unknown";
 }
 
+namespace {
+
+// An `if` that computes no tensors, such as the input-dimension checks at the start of a
+// scripted BatchNorm's forward (a condition, then a branch that raises): it cannot change which
+// layers run on the data.
+bool IsInputCheck(const Node* node) {
+  for (const Value* output : node->outputs()) {
+    if (output->type()->kind() == c10::TypeKind::TensorType) return false;
+  }
+  for (const torch::jit::Block* block : node->blocks()) {
+    for (const Node* inner : block->nodes()) {
+      if (!inner->blocks().empty()) return false;
+      for (const Value* output : inner->outputs()) {
+        if (output->type()->kind() == c10::TypeKind::TensorType) return false;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::StatusOr<ModelAnalysis> AnalyzeModel(const torch::jit::Module& model,
                                            const at::Tensor& example_input) {
   POLARIS_ASSIGN_OR_RETURN(torch::jit::Module copy, CloneModel(model));
   return CallTorch("analyzing the model", [&]() -> absl::StatusOr<ModelAnalysis> {
     copy.eval();
     std::shared_ptr<torch::jit::Graph> graph = InlinedForwardGraph(copy);
+    FoldTrainingFlag(graph);
 
     ModelAnalysis analysis;
     std::vector<Value*> probed_outputs;
@@ -118,7 +141,8 @@ absl::StatusOr<ModelAnalysis> AnalyzeModel(const torch::jit::Module& model,
     torch::jit::DepthFirstGraphNodeIterator it(graph);
     for (Node* node = it.next(); node != nullptr; node = it.next()) {
       const std::string kind = node->kind().toQualString();
-      if (node->kind() == c10::prim::If || node->kind() == c10::prim::Loop) {
+      if (node->kind() == c10::prim::Loop ||
+          (node->kind() == c10::prim::If && !IsInputCheck(node))) {
         analysis.has_control_flow = true;
       }
       if (!absl::StartsWith(kind, "prim::")) ++analysis.operator_counts[kind];

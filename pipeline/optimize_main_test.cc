@@ -28,11 +28,6 @@ constexpr char kModelScript[] = "quantization/testing/make_test_models.py";
 constexpr char kBadInputScript[] = "pipeline/testing/make_bad_inputs.py";
 constexpr char kOpsLibrary[] = "tools/libpolaris_ops.so";
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;
-};
-
 std::string InTmp(const std::string& name) {
   return absl::StrCat(std::getenv("TEST_TMPDIR"), "/", name);
 }
@@ -41,20 +36,10 @@ std::string Runfile(const std::string& path) {
   return absl::StrCat(std::getenv("TEST_SRCDIR"), "/polaris/", path);
 }
 
-// Runs the command with the test's temporary directory as BUILD_WORKING_DIRECTORY, as
-// bazel run does, so relative paths resolve there.
-CommandResult RunOptimize(const std::vector<std::string>& args) {
-  const std::string log = polaris::testing::TempPath("optimize_log.txt");
-  std::string command = absl::StrCat("BUILD_WORKING_DIRECTORY='", std::getenv("TEST_TMPDIR"),
-                                     "' ", kOptimize, " --quiet");
-  for (const std::string& arg : args) absl::StrAppend(&command, " '", arg, "'");
-  absl::StrAppend(&command, " >'", log, "' 2>&1");
-  CommandResult result;
-  const int status = std::system(command.c_str());
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  absl::StatusOr<std::string> output = ReadFileToString(log);
-  if (output.ok()) result.output = *output;
-  return result;
+// Runs the command quietly, as bazel run does from the test's temporary directory.
+polaris::testing::CommandResult RunOptimize(std::vector<std::string> args) {
+  args.insert(args.begin(), "--quiet");
+  return polaris::testing::RunInTestDirectory(kOptimize, args);
 }
 
 // The lines of `output` that start with "error: ".
@@ -88,7 +73,7 @@ class OptimizeCommand : public ::testing::Test {
     const std::string report = absl::StrCat("rejected_", run, ".json");
     args.push_back("--out=" + out);
     args.push_back("--report=" + report);
-    const CommandResult result = RunOptimize(args);
+    const polaris::testing::CommandResult result = RunOptimize(args);
     EXPECT_NE(result.exit_code, 0) << result.output;
     const std::vector<std::string> errors = ErrorLines(result.output);
     ASSERT_EQ(errors.size(), 1u) << result.output;
@@ -103,7 +88,7 @@ class OptimizeCommand : public ::testing::Test {
 void OptimizeAndCompareInPython(const std::string& how) {
   const std::string out = absl::StrCat(how, "_optimized.pt");
   const std::string report = absl::StrCat(how, "_report.json");
-  const CommandResult run = RunOptimize(
+  const polaris::testing::CommandResult run = RunOptimize(
       {"--model=" + how + ".pt", "--data=data.pt",
        "--config=" + Runfile("pipeline/testing/interop.textproto"), "--out=" + out,
        "--report=" + report, "--threads=2"});
@@ -113,6 +98,9 @@ void OptimizeAndCompareInPython(const std::string& how) {
   ASSERT_TRUE(json.ok()) << json.status();
   proto::PipelineResult result;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(*json, &result).ok()) << *json;
+  // Scripted BatchNorm layers branch on `training`; the analysis reads them in eval mode.
+  EXPECT_EQ(result.analysis().architecture(), "residual CNN")
+      << result.analysis().architecture_reason();
   ASSERT_EQ(result.stages_size(), 2);
   EXPECT_EQ(result.stages(0).status(), proto::StageResult::APPLIED) << result.stages(0).DebugString();
   EXPECT_EQ(result.stages(1).status(), proto::StageResult::APPLIED) << result.stages(1).DebugString();
@@ -209,7 +197,7 @@ TEST_F(OptimizeCommand, RejectsPositionalArgument) {
 
 TEST_F(OptimizeCommand, RejectsOutputThatIsADirectory) {
   ASSERT_TRUE(MakeDirectories(InTmp("a_directory")).ok());
-  const CommandResult result =
+  const polaris::testing::CommandResult result =
       RunOptimize({"--model=scripted.pt", "--data=data.pt", "--out=a_directory"});
   EXPECT_NE(result.exit_code, 0);
   const std::vector<std::string> errors = ErrorLines(result.output);
@@ -220,7 +208,7 @@ TEST_F(OptimizeCommand, RejectsOutputThatIsADirectory) {
 }
 
 TEST_F(OptimizeCommand, RejectsMissingOutputDirectory) {
-  const CommandResult result =
+  const polaris::testing::CommandResult result =
       RunOptimize({"--model=scripted.pt", "--data=data.pt", "--out=no_such_dir/model.pt"});
   EXPECT_NE(result.exit_code, 0);
   const std::vector<std::string> errors = ErrorLines(result.output);

@@ -711,25 +711,6 @@ class ChannelTracer {
   std::unordered_map<const Value*, ChannelState> states_;
 };
 
-// Replaces every read of a module's `training` flag with false and folds the branches that
-// depend on it, so that the graph shows the layers as they run in eval mode.
-void FoldTrainingFlag(std::shared_ptr<Graph>& graph) {
-  std::vector<Node*> reads;
-  torch::jit::DepthFirstGraphNodeIterator it(graph);
-  for (Node* node = it.next(); node != nullptr; node = it.next()) {
-    if (node->kind() == c10::prim::GetAttr && node->s(c10::attr::name) == "training") {
-      reads.push_back(node);
-    }
-  }
-  for (Node* node : reads) {
-    torch::jit::WithInsertPoint guard(node);
-    Value* constant = graph->insertConstant(false);
-    node->output()->replaceAllUsesWith(constant);
-  }
-  torch::jit::ConstantPropagation(graph);
-  torch::jit::EliminateDeadCode(graph);
-}
-
 // Runs `graph` on `example_input` and returns the shape of every tensor produced in its top
 // block.
 absl::StatusOr<std::unordered_map<const Value*, std::vector<int64_t>>> ProbeShapes(

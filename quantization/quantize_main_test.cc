@@ -23,25 +23,8 @@ namespace {
 constexpr char kScript[] = "quantization/testing/make_test_models.py";
 constexpr char kQuantize[] = "quantization/quantize";
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-// Runs the command in the test's temporary directory given as BUILD_WORKING_DIRECTORY, as
-// bazel run does, so that relative paths resolve there.
-CommandResult RunQuantize(const std::vector<std::string>& args) {
-  const std::string log = polaris::testing::TempPath("quantize_log.txt");
-  std::string command = absl::StrCat("BUILD_WORKING_DIRECTORY='", std::getenv("TEST_TMPDIR"),
-                                     "' ", kQuantize);
-  for (const std::string& arg : args) absl::StrAppend(&command, " '", arg, "'");
-  absl::StrAppend(&command, " >'", log, "' 2>&1");
-  CommandResult result;
-  const int status = std::system(command.c_str());
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  absl::StatusOr<std::string> output = ReadFileToString(log);
-  if (output.ok()) result.output = *output;
-  return result;
+polaris::testing::CommandResult RunQuantize(const std::vector<std::string>& args) {
+  return polaris::testing::RunInTestDirectory(kQuantize, args);
 }
 
 std::string InTmp(const std::string& name) {
@@ -70,7 +53,7 @@ class QuantizeCommand : public ::testing::Test {
 };
 
 TEST_F(QuantizeCommand, WritesModelAndJsonResult) {
-  const CommandResult run =
+  const polaris::testing::CommandResult run =
       RunQuantize({"--model=cnn.pt", "--config=" + Config("static_int8.textproto"),
                    "--out=cnn_int8.pt", "--result=cnn_int8.json", "--data=data.pt",
                    "--latency_rounds=1"});
@@ -98,7 +81,7 @@ TEST_F(QuantizeCommand, RunsEveryExampleConfigOnTheMlp) {
   for (const std::string config :
        {"static_int8_stock_pytorch", "dynamic_int8", "int4_weight_only", "qat_int8", "qat_lsq",
         "mixed_precision_size", "mixed_precision_latency"}) {
-    const CommandResult run = RunQuantize(
+    const polaris::testing::CommandResult run = RunQuantize(
         {"--model=mlp.pt", "--config=" + Config(config + ".textproto"),
          "--out=mlp_" + config + ".pt", "--result=mlp_" + config + ".textproto",
          "--data=data.pt", "--calibration_subset=128", "--measure=false"});
@@ -140,7 +123,7 @@ TEST_F(QuantizeCommand, ReportsBadInputInOneLine) {
        "does not divide the input size"},
   };
   for (const Case& test_case : cases) {
-    const CommandResult run = RunQuantize(test_case.args);
+    const polaris::testing::CommandResult run = RunQuantize(test_case.args);
     EXPECT_EQ(run.exit_code, 1) << run.output;
     EXPECT_NE(run.output.find(test_case.expected), std::string::npos) << run.output;
     EXPECT_NE(run.output.find("quantize: "), std::string::npos) << run.output;

@@ -55,6 +55,29 @@ absl::StatusOr<std::string> RunPython(const std::string& script,
   return output;
 }
 
+CommandResult RunInTestDirectory(const std::string& binary,
+                                 const std::vector<std::string>& args) {
+  const char* directory = std::getenv("TEST_TMPDIR");
+  const std::string log = TempPath("command_log.txt");
+  std::string command = absl::StrCat("BUILD_WORKING_DIRECTORY=",
+                                     ShellQuote(directory == nullptr ? "/tmp" : directory), " ",
+                                     ShellQuote(binary));
+  for (const std::string& arg : args) absl::StrAppend(&command, " ", ShellQuote(arg));
+  absl::StrAppend(&command, " >", ShellQuote(log), " 2>&1");
+  CommandResult result;
+  const int status = std::system(command.c_str());
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (FILE* file = fopen(log.c_str(), "r"); file != nullptr) {
+    std::array<char, 4096> buffer;
+    size_t n;
+    while ((n = fread(buffer.data(), 1, buffer.size(), file)) > 0) {
+      result.output.append(buffer.data(), n);
+    }
+    fclose(file);
+  }
+  return result;
+}
+
 std::string TempPath(const std::string& name) {
   static int counter = 0;
   const char* dir = std::getenv("TEST_TMPDIR");

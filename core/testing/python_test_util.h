@@ -19,6 +19,18 @@ inline constexpr char kPython[] = "/usr/bin/python3";
 absl::StatusOr<std::string> RunPython(const std::string& script,
                                       const std::vector<std::string>& args);
 
+struct CommandResult {
+  // -1 when the command did not exit normally.
+  int exit_code = -1;
+  // Standard output and standard error, interleaved.
+  std::string output;
+};
+
+// Runs `binary` (a path relative to the runfiles tree, e.g. "pipeline/optimize") with `args`
+// as bazel run does, with BUILD_WORKING_DIRECTORY set to $TEST_TMPDIR so that relative paths in
+// the arguments resolve there.
+CommandResult RunInTestDirectory(const std::string& binary, const std::vector<std::string>& args);
+
 // Returns a fresh path inside the test's temporary directory ($TEST_TMPDIR under Bazel).
 std::string TempPath(const std::string& name);
 
