@@ -28,7 +28,7 @@ TrainOptions DefaultTrainOptions(ReferenceModel model);
 // The reference models train on the Fashion-MNIST training set without the
 // kReferenceValidationExamples images that SplitHoldOut(train, kReferenceValidationExamples /
 // 60000, kReferenceSplitSeed) holds out. The pipeline's accuracy guard validates on exactly
-// those images, so the reference models have never seen them; a guard that validated on
+// those images, so the reference models have never seen them. A guard that validated on
 // training images would compare a model against its own memory of them.
 inline constexpr int64_t kReferenceValidationExamples = 5000;
 inline constexpr uint64_t kReferenceSplitSeed = 1;

@@ -44,7 +44,7 @@ absl::StatusOr<ModelMeasurement> MeasureModel(torch::jit::Module& model, const L
 // Times `baseline` and `candidate` alternately, one call of each per round (see
 // pruning/latency_comparison.h), at each batch size of `latency`, and returns baseline median /
 // candidate median per batch size. Alternating makes load from other processes slow both alike,
-// so the ratio holds where separately timed medians drift apart.
+// so the ratio stays valid where separately timed medians drift apart.
 absl::StatusOr<std::map<int64_t, double>> MeasureSpeedups(torch::jit::Module& baseline,
                                                           torch::jit::Module& candidate,
                                                           const LabeledData& test,

@@ -142,8 +142,8 @@ proto::StageResult RunGuardedStage(Stage& stage, const std::string& label,
     return result;
   }
 
-  // A setting that fails (for example a size budget no assignment meets) is recorded and the
-  // next, weaker setting tried; the stage fails only when every setting fails.
+  // A setting that fails, for example a size budget no assignment meets, is recorded, and the
+  // next, weaker setting is tried. The stage fails only when every setting fails.
   std::vector<std::string> failures;
   for (int setting = 0; setting < stage.num_settings(); ++setting) {
     const std::string description = stage.DescribeSetting(setting);
@@ -406,7 +406,7 @@ absl::StatusOr<OptimizeOutput> RunStages(const torch::jit::Module& model,
       ToModelSizeProto(final_measurement.size, final_measurement.parameters);
   AddLatencies(final_measurement, result.mutable_final_latency());
   // The speedups time each baseline and the final model alternately, so that a machine whose
-  // speed drifts during the run does not skew them; the tables keep the separate timings.
+  // speed drifts during the run does not skew them. The tables keep the separate timings.
   Log(options, "timing the final model against both baselines, alternating calls");
   POLARIS_ASSIGN_OR_RETURN(const auto speedups_vs_optimized,
                            MeasureSpeedups(baseline, state.model, data.test, latency));
