@@ -121,30 +121,81 @@ struct CsrRunner {
 
   template <int kVectors, bool kMasked>
   bool Run(int64_t c0, __mmask16 tail) const {
+    int64_t row = row_begin;
+    // Pairs only for full-width tiles, whose single accumulator set adds a row's weights in
+    // the same order alone or paired, so results do not depend on how rows are split among
+    // threads.
+    if constexpr (RowAccumulators<kVectors>::kSets == 1) {
+      for (; row + 2 <= row_end; row += 2) {
+        if (!RunTwoRows<kVectors, kMasked>(c0, tail, row)) return false;
+      }
+    }
+    for (; row < row_end; ++row) {
+      if (!RunOneRow<kVectors, kMasked>(c0, tail, row)) return false;
+    }
+    return true;
+  }
+
+ private:
+  template <int kVectors, bool kMasked>
+  bool RunOneRow(int64_t c0, __mmask16 tail, int64_t row) const {
     using Accumulators = RowAccumulators<kVectors>;
     constexpr int kSets = Accumulators::kSets;
     const uint32_t depth = static_cast<uint32_t>(w.depth);
-    for (int64_t row = row_begin; row < row_end; ++row) {
-      Accumulators accumulators(io.bias != nullptr ? io.bias[row] : 0.0f);
-      const float* b = io.b + c0;
-      int32_t k = w.row_offsets[row];
-      const int32_t end = w.row_offsets[row + 1];
-      for (; k + kSets <= end; k += kSets) {
+    Accumulators accumulators(io.bias != nullptr ? io.bias[row] : 0.0f);
+    const float* b = io.b + c0;
+    int32_t k = w.row_offsets[row];
+    const int32_t end = w.row_offsets[row + 1];
+    for (; k + kSets <= end; k += kSets) {
 #pragma GCC unroll 4
-        for (int s = 0; s < kSets; ++s) {
-          const uint32_t column = static_cast<uint32_t>(w.column_indices[k + s]);
-          if (column >= depth) return false;
-          accumulators.template MultiplyAdd<kMasked>(s, w.values[k + s], b + column * io.b_stride,
-                                                     tail);
-        }
-      }
-      for (; k < end; ++k) {
-        const uint32_t column = static_cast<uint32_t>(w.column_indices[k]);
+      for (int s = 0; s < kSets; ++s) {
+        const uint32_t column = static_cast<uint32_t>(w.column_indices[k + s]);
         if (column >= depth) return false;
-        accumulators.template MultiplyAdd<kMasked>(0, w.values[k], b + column * io.b_stride, tail);
+        accumulators.template MultiplyAdd<kMasked>(s, w.values[k + s], b + column * io.b_stride,
+                                                   tail);
       }
-      accumulators.template Store<kMasked>(io.y + row * io.y_stride + c0, tail);
     }
+    for (; k < end; ++k) {
+      const uint32_t column = static_cast<uint32_t>(w.column_indices[k]);
+      if (column >= depth) return false;
+      accumulators.template MultiplyAdd<kMasked>(0, w.values[k], b + column * io.b_stride, tail);
+    }
+    accumulators.template Store<kMasked>(io.y + row * io.y_stride + c0, tail);
+    return true;
+  }
+
+  // Rows `row` and `row + 1` together: their stored weights are interleaved, so twice as many
+  // independent loads of B and FMA chains are in flight while loads wait on L2.
+  template <int kVectors, bool kMasked>
+  bool RunTwoRows(int64_t c0, __mmask16 tail, int64_t row) const {
+    using Accumulators = RowAccumulators<kVectors>;
+    const uint32_t depth = static_cast<uint32_t>(w.depth);
+    Accumulators first(io.bias != nullptr ? io.bias[row] : 0.0f);
+    Accumulators second(io.bias != nullptr ? io.bias[row + 1] : 0.0f);
+    const float* b = io.b + c0;
+    int32_t k0 = w.row_offsets[row];
+    const int32_t end0 = w.row_offsets[row + 1];
+    int32_t k1 = end0;
+    const int32_t end1 = w.row_offsets[row + 2];
+    for (; k0 < end0 && k1 < end1; ++k0, ++k1) {
+      const uint32_t column0 = static_cast<uint32_t>(w.column_indices[k0]);
+      const uint32_t column1 = static_cast<uint32_t>(w.column_indices[k1]);
+      if (column0 >= depth || column1 >= depth) return false;
+      first.template MultiplyAdd<kMasked>(0, w.values[k0], b + column0 * io.b_stride, tail);
+      second.template MultiplyAdd<kMasked>(0, w.values[k1], b + column1 * io.b_stride, tail);
+    }
+    for (; k0 < end0; ++k0) {
+      const uint32_t column = static_cast<uint32_t>(w.column_indices[k0]);
+      if (column >= depth) return false;
+      first.template MultiplyAdd<kMasked>(0, w.values[k0], b + column * io.b_stride, tail);
+    }
+    for (; k1 < end1; ++k1) {
+      const uint32_t column = static_cast<uint32_t>(w.column_indices[k1]);
+      if (column >= depth) return false;
+      second.template MultiplyAdd<kMasked>(0, w.values[k1], b + column * io.b_stride, tail);
+    }
+    first.template Store<kMasked>(io.y + row * io.y_stride + c0, tail);
+    second.template Store<kMasked>(io.y + (row + 1) * io.y_stride + c0, tail);
     return true;
   }
 };
