@@ -56,8 +56,10 @@ absl::Status ParallelFor(int workers, int threads_per_worker, int64_t tasks,
     for (std::thread& thread : threads) thread.join();
   }
 
-  at::set_num_threads(saved_torch_threads);
+  // OpenBLAS's OpenMP build sets the calling thread's OpenMP thread count too, which is what
+  // LibTorch reads back, so OpenBLAS is restored first and LibTorch last.
   openblas_set_num_threads(saved_blas_threads);
+  at::set_num_threads(saved_torch_threads);
   return first_error;
 }
 
