@@ -80,4 +80,40 @@ std::string DescribeGitCommit(const std::string& directory) {
   return output;
 }
 
+absl::StatusOr<TrainOptions> ToTrainOptions(const proto::TrainingSchedule& schedule,
+                                            const TrainOptions& defaults) {
+  TrainOptions options = defaults;
+  if (schedule.has_epochs()) options.epochs = schedule.epochs();
+  if (schedule.has_max_steps()) options.max_steps = schedule.max_steps();
+  if (schedule.has_batch_size()) options.batch_size = schedule.batch_size();
+  if (schedule.has_optimizer()) {
+    if (schedule.optimizer() == "sgd") {
+      options.optimizer = OptimizerKind::kSgd;
+    } else if (schedule.optimizer() == "adam") {
+      options.optimizer = OptimizerKind::kAdam;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown optimizer '", schedule.optimizer(), "'; use sgd or adam"));
+    }
+  }
+  if (schedule.has_learning_rate()) options.learning_rate = schedule.learning_rate();
+  if (schedule.has_momentum()) options.momentum = schedule.momentum();
+  if (schedule.has_weight_decay()) options.weight_decay = schedule.weight_decay();
+  if (schedule.has_learning_rate_schedule()) {
+    if (schedule.learning_rate_schedule() == "cosine") {
+      options.schedule = LearningRateSchedule::kCosine;
+    } else if (schedule.learning_rate_schedule() == "constant") {
+      options.schedule = LearningRateSchedule::kConstant;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown learning_rate_schedule '",
+                                                     schedule.learning_rate_schedule(),
+                                                     "'; use cosine or constant"));
+    }
+  }
+  if (schedule.has_warmup_steps()) options.warmup_steps = schedule.warmup_steps();
+  if (schedule.has_label_smoothing()) options.label_smoothing = schedule.label_smoothing();
+  if (schedule.has_seed()) options.seed = schedule.seed();
+  return options;
+}
+
 }  // namespace polaris

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/proto_conversion.h"
 #include "core/trainer.h"
 #include "pruning/evolutionary.h"
 #include "pruning/gradual.h"
@@ -40,10 +41,6 @@ absl::StatusOr<SensitivityOptions> ToSensitivityOptions(
 absl::StatusOr<EvolutionarySearchOptions> ToEvolutionarySearchOptions(
     const proto::PruningSearchConfig& config, const TrainOptions& fine_tune_defaults);
 
-// Applies the set fields of `schedule` to `defaults`. Errors: kInvalidArgument for an unknown
-// optimizer or learning-rate schedule name.
-absl::StatusOr<TrainOptions> ToTrainOptions(const proto::PruningTrainingSchedule& schedule,
-                                            const TrainOptions& defaults);
 
 proto::PruningLayerResult ToLayerResultProto(const LayerSparsity& layer);
 proto::PruningChannelGroupResult ToChannelGroupProto(const ChannelGroupReport& group);

@@ -55,7 +55,7 @@ TEST(ParsePruningConfig, SyntaxErrorNamesTheFileAndLine) {
 }
 
 TEST(ToTrainOptions, UnknownNamesAreInvalidArgument) {
-  proto::PruningTrainingSchedule schedule;
+  proto::TrainingSchedule schedule;
   schedule.set_optimizer("lbfgs");
   EXPECT_THAT(ToTrainOptions(schedule, {}).status().message(), HasSubstr("sgd or adam"));
   schedule.Clear();

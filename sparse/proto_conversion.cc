@@ -87,42 +87,6 @@ absl::StatusOr<DynamicSparsityOptions> ToDynamicSparsityOptions(
   return options;
 }
 
-absl::StatusOr<TrainOptions> ToTrainOptions(const proto::SparseTrainingSchedule& schedule,
-                                            const TrainOptions& defaults) {
-  TrainOptions options = defaults;
-  if (schedule.has_epochs()) options.epochs = schedule.epochs();
-  if (schedule.has_max_steps()) options.max_steps = schedule.max_steps();
-  if (schedule.has_batch_size()) options.batch_size = schedule.batch_size();
-  if (schedule.has_optimizer()) {
-    if (schedule.optimizer() == "sgd") {
-      options.optimizer = OptimizerKind::kSgd;
-    } else if (schedule.optimizer() == "adam") {
-      options.optimizer = OptimizerKind::kAdam;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("training.optimizer '", schedule.optimizer(),
-                                                     "' is unknown; use sgd or adam"));
-    }
-  }
-  if (schedule.has_learning_rate()) options.learning_rate = schedule.learning_rate();
-  if (schedule.has_momentum()) options.momentum = schedule.momentum();
-  if (schedule.has_weight_decay()) options.weight_decay = schedule.weight_decay();
-  if (schedule.has_learning_rate_schedule()) {
-    if (schedule.learning_rate_schedule() == "cosine") {
-      options.schedule = LearningRateSchedule::kCosine;
-    } else if (schedule.learning_rate_schedule() == "constant") {
-      options.schedule = LearningRateSchedule::kConstant;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("training.learning_rate_schedule '",
-                                                     schedule.learning_rate_schedule(),
-                                                     "' is unknown; use cosine or constant"));
-    }
-  }
-  if (schedule.has_warmup_steps()) options.warmup_steps = schedule.warmup_steps();
-  if (schedule.has_label_smoothing()) options.label_smoothing = schedule.label_smoothing();
-  if (schedule.has_seed()) options.seed = schedule.seed();
-  return options;
-}
-
 absl::StatusOr<SparseFormat> ParseSparseFormat(const std::string& name) {
   if (name == "csr") return SparseFormat::kCsr;
   if (name == "bsr") return SparseFormat::kBsr;

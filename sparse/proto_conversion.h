@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/proto_conversion.h"
 #include "core/trainer.h"
 #include "sparse/dynamic_sparsity.h"
 #include "sparse/export.h"
@@ -23,10 +24,6 @@ absl::StatusOr<proto::SparseConfig> ParseSparseConfig(const std::string& text,
 absl::StatusOr<DynamicSparsityOptions> ToDynamicSparsityOptions(
     const proto::DynamicSparsityConfig& config);
 
-// Applies the set fields of `schedule` to `defaults`. Errors: kInvalidArgument for an unknown
-// optimizer or learning-rate schedule name.
-absl::StatusOr<TrainOptions> ToTrainOptions(const proto::SparseTrainingSchedule& schedule,
-                                            const TrainOptions& defaults);
 
 // Errors: kInvalidArgument for an unknown format name or a non-positive timed_runs.
 absl::StatusOr<SparseExportOptions> ToSparseExportOptions(const proto::SparseExportConfig& config);

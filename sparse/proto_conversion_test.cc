@@ -72,7 +72,7 @@ TEST(ToDynamicSparsityOptions, RejectsOutOfRange) {
 }
 
 TEST(ToTrainOptions, RejectsUnknownOptimizer) {
-  proto::SparseTrainingSchedule schedule;
+  proto::TrainingSchedule schedule;
   schedule.set_optimizer("rmsprop");
   const absl::Status status = ToTrainOptions(schedule, TrainOptions()).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
