@@ -71,7 +71,7 @@ StageCoverage PruningCoverage(const torch::jit::Module& model, const at::Tensor&
 }
 
 // Int8 quantization's own decision, from a dry run of static quantization calibrated on copies
-// of the example (the run converts a copy; its accuracy is irrelevant here).
+// of the example. The dry run converts a copy, and its accuracy does not matter here.
 StageCoverage QuantizationCoverage(const torch::jit::Module& model,
                                    const at::Tensor& example_input) {
   StageCoverage coverage;

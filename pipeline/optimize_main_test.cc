@@ -54,9 +54,9 @@ std::vector<std::string> ErrorLines(const std::string& output) {
 class OptimizeCommand : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    for (const char* how : {"scripted", "traced"}) {
+    for (const char* saved_as : {"scripted", "traced"}) {
       ASSERT_TRUE(polaris::testing::RunPython(
-                      kModelScript, {"odd-cnn", how, InTmp(absl::StrCat(how, ".pt"))})
+                      kModelScript, {"odd-cnn", saved_as, InTmp(absl::StrCat(saved_as, ".pt"))})
                       .ok());
     }
     ASSERT_TRUE(
@@ -85,11 +85,11 @@ class OptimizeCommand : public ::testing::Test {
 
 // Optimizes a Python model (residual add, BatchNorm, odd channel counts), then checks that the
 // written file loads in Python with polaris's operator library and predicts what C++ predicts.
-void OptimizeAndCompareInPython(const std::string& how) {
-  const std::string out = absl::StrCat(how, "_optimized.pt");
-  const std::string report = absl::StrCat(how, "_report.json");
+void OptimizeAndCompareInPython(const std::string& saved_as) {
+  const std::string out = absl::StrCat(saved_as, "_optimized.pt");
+  const std::string report = absl::StrCat(saved_as, "_report.json");
   const polaris::testing::CommandResult run = RunOptimize(
-      {"--model=" + how + ".pt", "--data=data.pt",
+      {"--model=" + saved_as + ".pt", "--data=data.pt",
        "--config=" + Runfile("pipeline/testing/interop.textproto"), "--out=" + out,
        "--report=" + report, "--threads=2"});
   ASSERT_EQ(run.exit_code, 0) << run.output;

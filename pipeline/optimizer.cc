@@ -268,7 +268,8 @@ std::string StatusName(proto::StageResult::Status status) {
   return proto::StageResult::Status_Name(status);
 }
 
-// Names the noisiest timing whose median exceeds twice its fastest run, or returns "".
+// Returns a warning that names the noisiest timing whose median exceeds twice its fastest run,
+// or "" when no timing does.
 std::string TimingWarning(const proto::PipelineResult& result) {
   double worst_ratio = 2.0;
   std::string warning;

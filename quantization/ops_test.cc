@@ -63,7 +63,7 @@ TEST_F(OpsTest, LinearOpsMatchTheirClasses) {
   EXPECT_TRUE(at::equal(int4, Int4Linear::Create(weight, bias).value()->Forward(x).value()));
 }
 
-// A model loaded inside c10::InferenceMode holds inference tensors, which have no version
+// A model loaded inside c10::InferenceMode contains inference tensors, which have no version
 // counter for the cache of packed layers to read.
 TEST_F(OpsTest, AcceptsInferenceTensors) {
   const at::Tensor x = at::randn({5, 48}, generator_);
